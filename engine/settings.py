@@ -1,0 +1,74 @@
+"""Converter settings: one dataclass shared by the engine, the CLIs and the app.
+
+Ranges are enforced here so every front end gets the same clear error.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+#: Settings that can change while audio is running without a restart (the converter applies them
+#: between blocks). Changing any other field rebuilds the converter cleanly.
+LIVE_SAFE = frozenset(
+    {"pitch", "speaker", "gate_db", "gate_hold_ms", "gate_release_ms", "input_gain_db",
+     "output_gain_db", "monitor_gain_db", "bypass", "late_fill"}
+)
+
+_RANGES: dict[str, tuple[float, float]] = {
+    "block_ms": (10.0, 500.0),
+    "lookahead_ms": (0.0, 200.0),
+    "crossfade_ms": (0.0, 100.0),
+    "context_ms": (0.0, 3000.0),
+    "pitch": (-24.0, 24.0),
+    "gate_db": (-120.0, 0.0),
+    "gate_hold_ms": (0.0, 2000.0),
+    "gate_release_ms": (1.0, 2000.0),
+    "input_gain_db": (-40.0, 40.0),
+    "output_gain_db": (-40.0, 40.0),
+    "monitor_gain_db": (-60.0, 20.0),
+}
+
+LATE_FILL_CHOICES = ("silence", "dry")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user controls. Times in milliseconds, levels in dB, pitch in semitones."""
+
+    block_ms: float = 80.0
+    lookahead_ms: float = 40.0
+    crossfade_ms: float = 20.0
+    context_ms: float = 500.0        # past audio the content encoder sees (compute only, not latency)
+    pitch: float = 0.0
+    speaker: int = 0
+    gate_db: float = -60.0           # -120 = gate off
+    gate_hold_ms: float = 300.0      # long enough for sung notes that dip between syllables
+    gate_release_ms: float = 80.0
+    input_gain_db: float = 0.0
+    output_gain_db: float = 0.0
+    monitor_gain_db: float = 0.0
+    bypass: bool = False
+    late_fill: str = "silence"       # what plays when a block is late: "silence" or "dry"
+
+    def __post_init__(self) -> None:
+        for name, (lo, hi) in _RANGES.items():
+            value = getattr(self, name)
+            if not (lo <= float(value) <= hi):
+                raise ValueError(f"{name} must be between {lo:g} and {hi:g}, got {value!r}")
+        if self.late_fill not in LATE_FILL_CHOICES:
+            raise ValueError(f"late_fill must be one of {LATE_FILL_CHOICES}, got {self.late_fill!r}")
+        if int(self.speaker) < 0:
+            raise ValueError(f"speaker must be >= 0, got {self.speaker!r}")
+
+    def with_changes(self, **changes: Any) -> "Settings":
+        """A validated copy with `changes` applied (unknown names are an error)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return replace(self, **changes)
+
+    @staticmethod
+    def needs_restart(changes: dict[str, Any]) -> bool:
+        """True when applying `changes` requires rebuilding the converter."""
+        return any(name not in LIVE_SAFE for name in changes)
