@@ -1,0 +1,60 @@
+"""Streaming F0 and loudness per mel frame (24 kHz, hop 128), computed only for new frames.
+
+F0: WORLD DIO + StoneMask through pyworld (the official CoMoSVC extractor, spec §3). DIO looks at
+the signal around each frame, so a frame's value is final only once `RIGHT_MARGIN` frames of audio
+after it exist; it then equals the whole-file value. Measured on a gliding, gated harmonic tone:
+with 32 frames of past and 16 frames of future audio, windowed DIO matched whole-file DIO to 1e-10
+cents with no voicing flips (12 future frames: values exact, 1 voicing flip in 24 windows).
+
+Unvoiced frames: the official code interpolates linearly between voiced frames, which needs the
+*next* voiced frame (unbounded lookahead). The engine instead holds the last voiced value (causal),
+for streaming and whole-file conversion alike, so the two stay identical. Before the first voiced
+frame F0 is 0 (the vocoder then plays its noise source).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyworld
+
+SAMPLE_RATE = 24000
+HOP = 128
+LEFT_MARGIN = 32    # frames of past audio DIO sees
+RIGHT_MARGIN = 16   # frames of future audio DIO needs before a frame's value is final
+F0_FLOOR = 50.0
+F0_CEIL = 1100.0
+
+
+def dio_frames(window: np.ndarray, n_frames: int, f0_floor: float = F0_FLOOR, f0_ceil: float = F0_CEIL) -> np.ndarray:
+    """Raw DIO+StoneMask F0 (0 = unvoiced) of the first `n_frames` frames of `window`.
+
+    `window` [N] must start exactly on a frame boundary (frame k sits at sample 128 k).
+    """
+    x = np.ascontiguousarray(window, dtype=np.float64)
+    period_ms = 1000.0 * HOP / SAMPLE_RATE
+    f0, times = pyworld.dio(x, SAMPLE_RATE, f0_floor=f0_floor, f0_ceil=f0_ceil, frame_period=period_ms)
+    f0 = pyworld.stonemask(x, f0, times, SAMPLE_RATE)
+    f0 = np.round(f0, 1)  # official 0.1 Hz rounding
+    out = np.zeros(n_frames, dtype=np.float32)
+    n = min(n_frames, len(f0))
+    out[:n] = f0[:n]
+    return out
+
+
+def hold_unvoiced(raw: np.ndarray, last_voiced: float) -> tuple[np.ndarray, float]:
+    """Replace unvoiced (0) frames by the last voiced value; returns (held f0, new last voiced)."""
+    held = np.empty_like(raw)
+    current = float(last_voiced)
+    for i, value in enumerate(raw):
+        if value > 0:
+            current = float(value)
+        held[i] = current
+    return held, current
+
+
+def rms_frames(audio: np.ndarray, n_frames: int) -> np.ndarray:
+    """Frame RMS (spec §3): frame k = sqrt(mean(x²)) over samples [128k − 64, 128k + 64) of `audio`.
+
+    `audio` [N] starts 64 samples before frame 0 and holds at least `128 n_frames` samples.
+    """
+    squared = np.square(audio[: n_frames * HOP].astype(np.float64))
+    return np.sqrt(squared.reshape(n_frames, HOP).mean(axis=1)).astype(np.float32)

@@ -1,0 +1,75 @@
+"""A growing stream kept by absolute index: the engine's memory of past samples and frames.
+
+Streaming code asks for ranges in absolute positions (sample 123 456 since the start, frame 812),
+which is what makes the converter's output independent of how the input was chunked. Positions
+before 0 read as zeros (the stream is silent before it starts); positions older than `keep` are
+forgotten so memory stays bounded over a session of hours. This lives in the worker thread, never
+in the audio callback.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class History:
+    """Absolute-indexed buffer of rows (`width=None`: scalars, else vectors of `width`).
+
+    `write(start, values)` stores `values[k]` at position `start + k` (it may overwrite earlier
+    provisional values and extend the end); `read(start, stop)` returns positions `[start, stop)`.
+    """
+
+    def __init__(self, keep: int, width: int | None = None, dtype: type = np.float32) -> None:
+        if keep <= 0:
+            raise ValueError("keep must be positive")
+        self.keep = int(keep)
+        self._row = () if width is None else (int(width),)
+        self._data = np.zeros((2 * self.keep,) + self._row, dtype=dtype)
+        self._origin = 0   # absolute position of _data[0]
+        self.end = 0       # one past the last written position
+
+    @property
+    def start(self) -> int:
+        """Oldest position still held."""
+        return max(0, self._origin)
+
+    def write(self, start: int, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=self._data.dtype)
+        stop = start + len(values)
+        if start > self.end:
+            raise ValueError(f"gap in history: writing at {start} but the end is {self.end}")
+        if start < self._origin:
+            raise ValueError(f"position {start} was already forgotten (oldest kept: {self._origin})")
+        if stop - self._origin > len(self._data):
+            self._compact(stop)
+        self._data[start - self._origin: stop - self._origin] = values
+        self.end = max(self.end, stop)
+
+    def append(self, values: np.ndarray) -> None:
+        self.write(self.end, values)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Positions `[start, stop)`: zeros before 0; an error past `end` or before `start`."""
+        if stop > self.end:
+            raise ValueError(f"reading up to {stop} but only {self.end} positions exist")
+        out = np.zeros((max(0, stop - start),) + self._row, dtype=self._data.dtype)
+        lo = max(start, 0)
+        if lo < stop:
+            if lo < self._origin:
+                raise ValueError(f"position {lo} was already forgotten (oldest kept: {self._origin})")
+            out[lo - start:] = self._data[lo - self._origin: stop - self._origin]
+        return out
+
+    def _compact(self, stop: int) -> None:
+        """Drop everything older than `keep` before the new end, growing only if a write is huge."""
+        new_origin = max(self._origin, stop - self.keep)
+        new_origin = min(new_origin, self.end)  # never drop what has not been read yet at the end
+        needed = stop - new_origin
+        if needed > len(self._data):
+            grown = np.zeros((needed,) + self._row, dtype=self._data.dtype)
+            live = self.end - new_origin
+            grown[:live] = self._data[new_origin - self._origin: self.end - self._origin]
+            self._data = grown
+        else:
+            live = self.end - new_origin
+            self._data[:live] = self._data[new_origin - self._origin: self.end - self._origin]
+        self._origin = new_origin

@@ -1,0 +1,268 @@
+"""The neural voice: a voice pack's ONNX networks run as a stream at 24 kHz.
+
+Everything is indexed by absolute mel frame (hop 128 at 24 kHz), which is what makes the output
+independent of how the input was chunked:
+
+- features (F0, loudness, content units) are computed for new frames only and cached; a frame's
+  value is *final* once the audio its extractor needs exists, *provisional* before that (then it is
+  recomputed next block);
+- the decoder's noise is drawn by absolute frame and the vocoder's source noise by absolute sample
+  (`PositionLockedNoise`), and the vocoder's harmonic phase at the start of each window comes from a
+  per-frame phase track, so a frame gets the same noise and phase however the audio was chunked;
+- each block, the decoder runs on the frames the vocoder needs plus the decoder's receptive field,
+  and the vocoder on the new frames plus its receptive field, with sizes read from the manifest.
+
+With lookahead ≥ what the networks and the F0 extractor need (see `exact_lookahead_frames`), every
+frame is computed from final inputs with full context and streaming equals whole-file conversion.
+With less lookahead, frames near the edge use provisional inputs, and a short crossfade joins the
+previous block's provisional tail to the new block (both synthesised at the same absolute positions,
+so no time search is needed).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from engine import f0_track
+from engine.history import History
+from engine.noise import PositionLockedNoise
+from engine.resample import StreamResampler
+from engine.runtime import RuntimeSession
+from engine.voicepack import VoiceManifest
+
+SAMPLE_RATE = 24000
+HOP = 128
+CONTENT_RATE = 16000
+_KEEP_SECONDS = 8
+
+
+class NeuralCore:
+    """`VoiceCore` over a voice pack (see engine/core.py for the protocol)."""
+
+    def __init__(
+        self,
+        manifest: VoiceManifest,
+        sessions: dict[str, RuntimeSession],
+        lookahead_frames: int,
+        crossfade_frames: int,
+        context_ms: float = 500.0,
+        pitch: float = 0.0,
+        speaker: int = 0,
+        seed: int = 0,
+    ) -> None:
+        if manifest.sample_rate != SAMPLE_RATE or manifest.hop_length != HOP:
+            raise ValueError(f"voice pack runs at {manifest.sample_rate} Hz / hop {manifest.hop_length}; "
+                             f"this engine needs {SAMPLE_RATE} Hz / hop {HOP}")
+        self.manifest = manifest
+        self.sessions = sessions
+        self.lookahead_frames = int(lookahead_frames)
+        self.crossfade_frames = int(crossfade_frames)
+        self.context_ms = float(context_ms)
+        self.seed = seed
+        content = manifest.content
+        self.content_hop = int(content["hop"])
+        self.content_window = int(content["window"])
+        self.content_width = int(content["width"])
+        self.content_rf = manifest.networks["content"].receptive_field
+        self.decoder_rf = manifest.networks["decoder"].receptive_field or (0, 0)
+        self.vocoder_rf = manifest.networks["vocoder"].receptive_field or (0, 0)
+        self.n_harmonics = int(manifest.networks["vocoder"].inputs[2].shape[-1])
+        self.n_mels = int(manifest.mel["n_mels"])
+        self._pitch_factor = 2.0 ** (pitch / 12.0)
+        self._speaker = np.array([speaker], dtype=np.int64)
+        self.provider = sessions["decoder"].provider
+        self.provider_note = sessions["decoder"].why_not_faster
+        self.reset()
+
+    # ------------------------------------------------------------------ protocol
+    @property
+    def latency_24k(self) -> int:
+        """Output delay in 24 kHz samples: lookahead + crossfade frames held back, plus one frame
+        of rounding (the input is taken in whole frames)."""
+        return HOP * (self.hold_frames + 1)
+
+    @property
+    def hold_frames(self) -> int:
+        return self.lookahead_frames + self.crossfade_frames
+
+    @property
+    def exact_lookahead_frames(self) -> int | None:
+        """Lookahead (frames) from which streaming equals whole-file conversion; None if never."""
+        if self.content_rf is None:
+            return None
+        # Content frame j needs 16 kHz samples up to 320 (j + right) + 400, which lag by the resampler.
+        content_right = int(np.ceil((self.content_rf[1] * self.content_hop + self.content_window + self._d16)
+                                    * SAMPLE_RATE / CONTENT_RATE / HOP)) + 1
+        feature_right = max(f0_track.RIGHT_MARGIN, content_right, 1)
+        return self.vocoder_rf[1] + self.decoder_rf[1] + feature_right
+
+    def set_pitch(self, semitones: float) -> None:
+        self._pitch_factor = 2.0 ** (float(semitones) / 12.0)
+
+    def set_speaker(self, index: int) -> None:
+        if not 0 <= index < max(self.manifest.speakers.values()) + 1:
+            raise ValueError(f"speaker {index} does not exist in voice {self.manifest.name!r}")
+        self._speaker = np.array([index], dtype=np.int64)
+
+    def describe(self) -> str:
+        return f"{self.manifest.name} ({self.manifest.content['kind']}, {self.provider})"
+
+    def reset(self) -> None:
+        keep = _KEEP_SECONDS * SAMPLE_RATE
+        frames_keep = keep // HOP
+        self._audio = History(keep)
+        self._audio16 = History(_KEEP_SECONDS * CONTENT_RATE)
+        self._resample16 = StreamResampler(SAMPLE_RATE, CONTENT_RATE)
+        self._d16 = int(round(self._resample16.delay))
+        self._f0 = History(frames_keep)            # held (voiced-filled) F0, Hz, unshifted
+        self._f0_final = 0                         # frames < this are final
+        self._last_voiced = 0.0                    # held value at the final boundary
+        self._volume = History(frames_keep)
+        self._volume_final = 0
+        self._units = History(keep // self.content_hop // 2 + 8, self.content_width)
+        self._units_final = 0
+        self._phase = History(frames_keep, self.n_harmonics, dtype=np.float64)  # phase at frame start
+        self._phase.append(np.zeros((1, self.n_harmonics)))
+        self._out = History(keep)
+        self._tail = np.zeros(0, dtype=np.float32)  # provisional audio after the committed frames
+        self._done_frames = 0                       # frames of audio committed to `_out`
+        self._emitted = 0                           # output samples returned so far
+        self._mel_noise = PositionLockedNoise(self.seed, self.n_mels)
+        self._source_noise = PositionLockedNoise(self.seed + 1, self.n_harmonics, page_rows=8192, cache_pages=8)
+
+    def process(self, x24: np.ndarray) -> np.ndarray:
+        """Take N new samples at 24 kHz, return N output samples delayed by `latency_24k`."""
+        x24 = np.asarray(x24, dtype=np.float32).reshape(-1)
+        self._audio.append(x24)
+        self._audio16.append(self._resample16.process(x24))
+        target = self._audio.end // HOP - self.hold_frames
+        if target > self._done_frames:
+            self._synthesise(target)
+        start = self._emitted - self.latency_24k
+        self._emitted += len(x24)
+        return self._out.read(start, self._emitted - self.latency_24k)
+
+    # ------------------------------------------------------------------ features
+    def _update_f0(self, stop: int) -> None:
+        """Frames [final, stop): DIO on a frame-aligned window with margins; hold unvoiced."""
+        start = self._f0_final
+        if stop <= start:
+            return
+        available = self._audio.end
+        lo = start - f0_track.LEFT_MARGIN
+        window = self._audio.read(lo * HOP, available)
+        raw = f0_track.dio_frames(window, stop - lo)[f0_track.LEFT_MARGIN:]
+        final_stop = min(stop, available // HOP - f0_track.RIGHT_MARGIN)
+        n_final = max(0, final_stop - start)
+        held, last = f0_track.hold_unvoiced(raw[:n_final], self._last_voiced)
+        provisional, _ = f0_track.hold_unvoiced(raw[n_final:], last)
+        self._f0.write(start, np.concatenate([held, provisional]))
+        self._f0_final, self._last_voiced = start + n_final, last
+
+    def _update_volume(self, stop: int) -> None:
+        start = self._volume_final
+        if stop <= start:
+            return
+        available = self._audio.end
+        window = np.zeros((stop - start) * HOP, dtype=np.float32)
+        lo = start * HOP - HOP // 2
+        got = self._audio.read(lo, min(lo + len(window), available))
+        window[: len(got)] = got
+        self._volume.write(start, f0_track.rms_frames(window, stop - start))
+        self._volume_final = max(start, min(stop, (available - HOP // 2) // HOP))
+
+    def _content_frames_available(self) -> int:
+        usable = self._audio16.end - self._d16
+        return max(0, (usable - self.content_window) // self.content_hop + 1)
+
+    def _update_units(self, need_start: int) -> None:
+        """Content frames from `need_start` (or the first non-final one) up to what the audio allows."""
+        avail = self._content_frames_available()
+        if self.content_rf is None:
+            # Attention sees its whole input: recompute the needed frames from `context_ms` of audio.
+            context = int(self.context_ms * CONTENT_RATE / 1000 / self.content_hop)
+            first = max(0, min(need_start, self._units.end))
+            lo = max(0, first - context)
+        else:
+            first = self._units_final
+            lo = max(0, first - self.content_rf[0])
+        if avail <= first:
+            return
+        audio = self._audio16.read(lo * self.content_hop + self._d16,
+                                   (avail - 1) * self.content_hop + self.content_window + self._d16)
+        units = self.sessions["content"].run({"audio": audio[None]})[0][0]
+        self._units.write(first, units[first - lo: avail - lo])
+        if self.content_rf is not None:
+            self._units_final = max(self._units_final, avail - self.content_rf[1])
+
+    def _content_index(self, frames: np.ndarray) -> np.ndarray:
+        """Mel frame i (time 128 i / 24000 s) takes content frame floor(i · 128 · 16000 / (24000 · hop))."""
+        return (np.maximum(frames, 0) * (HOP * CONTENT_RATE)) // (SAMPLE_RATE * self.content_hop)
+
+    def _features(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Decoder inputs for frames [start, stop) (start may be negative: silence before 0)."""
+        self._update_f0(stop)
+        self._update_volume(stop)
+        frames = np.arange(start, stop)
+        index = self._content_index(frames)
+        self._update_units(int(index[0]))
+        units = np.zeros((len(frames), self.content_width), dtype=np.float32)
+        if self._units.end > 0:
+            index = np.minimum(index, self._units.end - 1)  # provisional: repeat the newest frame
+            lo = int(index[0])
+            units = self._units.read(lo, int(index[-1]) + 1)[index - lo]
+            units[frames < 0] = 0.0
+        f0 = self._f0.read(start, stop) * self._pitch_factor
+        return {
+            "units": units[None].astype(np.float32),
+            "f0": f0[None].astype(np.float32),
+            "volume": self._volume.read(start, stop)[None],
+            "speaker": self._speaker,
+            "noise": self._mel_noise.take(start, stop)[None].astype(np.float32),
+        }
+
+    # ------------------------------------------------------------------ synthesis
+    def _synthesise(self, target: int) -> None:
+        """Commit audio for frames [done, target) and keep a provisional crossfade tail."""
+        done, xf = self._done_frames, self.crossfade_frames
+        lv, rv = self.vocoder_rf
+        ld, rd = self.decoder_rf
+        available = self._audio.end // HOP
+        voc_start, voc_stop = done - lv, min(target + xf + rv, available)
+        dec_start, dec_stop = voc_start - ld, min(voc_stop + rd, available)
+        feats = self._features(dec_start, dec_stop)
+        decoder = self.sessions["decoder"]
+        # A single-speaker graph has no `speaker` input (the exporter prunes unused inputs).
+        mel = decoder.run({k: v for k, v in feats.items() if k in decoder.input_names})[0][0]
+        mel = mel[voc_start - dec_start: voc_stop - dec_start]
+        f0 = feats["f0"][0, voc_start - dec_start: voc_stop - dec_start]
+        phase = self._phase.read(voc_start, voc_start + 1) if voc_start >= 0 else np.zeros((1, self.n_harmonics))
+        noise = self._source_noise.take(voc_start * HOP, voc_stop * HOP)
+        audio = self.sessions["vocoder"].run({
+            "mel": mel[None].astype(np.float32),
+            "f0": f0[None].astype(np.float32),
+            "phase": phase.astype(np.float32),
+            "noise": noise[None].astype(np.float32),
+        })[0][0]
+        audio[: max(0, -voc_start) * HOP] = 0.0  # nothing before the stream started
+        fresh = audio[(done - voc_start) * HOP:]
+        committed = (target - done) * HOP
+        fresh = self._join(fresh, committed)
+        self._out.write(done * HOP, fresh[:committed])
+        self._tail = fresh[committed:].copy()
+        # Advance the phase track over the committed frames with the F0 they were voiced with.
+        steps = np.arange(1, self.n_harmonics + 1) * HOP / SAMPLE_RATE
+        f0_committed = f0[done - voc_start: target - voc_start].astype(np.float64)
+        start_phase = self._phase.read(done, done + 1)[0] if done >= 0 else np.zeros(self.n_harmonics)
+        increments = np.cumsum(f0_committed[:, None] * steps[None, :], axis=0)
+        self._phase.write(done + 1, np.mod(start_phase[None, :] + increments, 1.0))
+        self._done_frames = target
+
+    def _join(self, fresh: np.ndarray, committed: int) -> np.ndarray:
+        """Crossfade the previous provisional tail into the head of the new audio (same positions)."""
+        n = min(len(self._tail), len(fresh), committed)
+        if n == 0:
+            return fresh
+        fade_in = np.sin(0.5 * np.pi * (np.arange(n) + 0.5) / n) ** 2
+        fresh = fresh.copy()
+        fresh[:n] = self._tail[:n] * (1.0 - fade_in) + fresh[:n] * fade_in
+        return fresh

@@ -1,0 +1,227 @@
+"""Turn an official CoMoSVC checkpoint into a voice pack of ONNX files.
+
+    python -m exporters.onnx_export logs/como/model_800000.pt \\
+        --vocoder m4singer_hifigan/model_ckpt_steps_1970000.ckpt \\
+        --content checkpoint_best_legacy_500.pt --name "My voice" --out voices/my-voice
+
+The pack holds only what inference needs: the conditioner and the online student `denoise_fn`
+(≈55 M parameters of the student file's 168 M), the vocoder and the content encoder. Every ONNX
+file is checked by `onnx.checker` and against PyTorch on random inputs of three lengths before the
+manifest is written; the manifest records what was and was not verified.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import onnx
+import onnxruntime as ort
+from tqdm import tqdm
+
+from engine.voicepack import (
+    NetworkSpec,
+    TensorSpec,
+    VoiceManifest,
+    sha256_file,
+    write_manifest,
+)
+from exporters import parity
+from exporters.graphs import GraphSpec, content_graph, decoder_graph, vocoder_graph
+
+DEFAULT_OPSET = 17
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16)": "float16"}
+# Where the official repository keeps its assets, relative to its root (spec §9).
+_OFFICIAL_VOCODER = "m4singer_hifigan/model_ckpt_steps_1970000.ckpt"
+_OFFICIAL_CONTENT = "Content/checkpoint_best_legacy_500.pt"
+
+
+class ExportError(RuntimeError):
+    """A clear, user-facing reason the export cannot go on."""
+
+
+def find_asset(given: str | None, ckpt: Path, config: dict, config_key: str | None, official: str,
+               what: str) -> Path:
+    """`given`, or the official path searched next to the checkpoint's repository and the cwd."""
+    if given:
+        path = Path(given)
+        if not path.exists():
+            raise ExportError(f"{what} not found: {path}")
+        return path
+    relative = [official]
+    if config_key:
+        value = (config.get("vocoder") or {}).get(config_key)
+        if isinstance(value, str):
+            relative.insert(0, value)
+    roots = [Path.cwd(), ckpt.parent, *list(ckpt.resolve().parents)[:3]]
+    tried = []
+    for root in roots:
+        for rel in relative:
+            candidate = root / rel
+            tried.append(str(candidate))
+            if candidate.exists():
+                return candidate
+    raise ExportError(f"no {what} given and none found at the official locations "
+                      f"({', '.join(dict.fromkeys(tried))}); pass it explicitly")
+
+
+def _tensor_specs(items) -> list[TensorSpec]:
+    return [TensorSpec(i.name, [d if isinstance(d, int) else str(d) for d in i.shape],
+                       _ORT_DTYPES.get(i.type, i.type)) for i in items]
+
+
+def _network_spec(path: Path, spec: GraphSpec, precision: str) -> NetworkSpec:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return NetworkSpec(
+        file=path.name, sha256=sha256_file(path), size=path.stat().st_size,
+        inputs=_tensor_specs(session.get_inputs()), outputs=_tensor_specs(session.get_outputs()),
+        receptive_field=spec.receptive_field, frame_unit=spec.frame_unit, params=spec.params,
+        precision=precision, extra=spec.extra,
+    )
+
+
+def export_pack(
+    ckpt: Path,
+    config: Path | None = None,
+    vocoder: str | None = None,
+    content: str | None = None,
+    pitch: str = "dio",
+    name: str | None = None,
+    out: Path | None = None,
+    fp16: bool = False,
+    opset: int = DEFAULT_OPSET,
+    quiet: bool = False,
+) -> tuple[Path, VoiceManifest, dict[str, parity.ParityResult]]:
+    """Export a voice pack; returns (folder, manifest, parity results)."""
+    from models.checkpoints import CheckpointError
+    from models.comosvc import load_official
+    from models.content import load_content_encoder
+    from models.vocoder import load_vocoder
+
+    ckpt = Path(ckpt)
+    steps = ["load", "decoder", "vocoder", "content"] + (["pitch"] if pitch == "fcpe" else []) + ["manifest"]
+    bar = tqdm(total=len(steps), desc="export", unit="step", disable=quiet, file=sys.stderr)
+    try:
+        loaded = load_official(ckpt, config)
+    except CheckpointError as exc:
+        raise ExportError(str(exc)) from exc
+    if loaded.kind != "student":
+        raise ExportError(f"{ckpt} is a teacher checkpoint: a live voice needs the one-step consistency "
+                          "student (train.py -t ... in the official repo); convert files with the teacher "
+                          "through `python -m models.infer --teacher` instead")
+    try:
+        voc = load_vocoder(find_asset(vocoder, ckpt, loaded.config, "ckpt", _OFFICIAL_VOCODER, "vocoder"))
+        enc = load_content_encoder(find_asset(content, ckpt, loaded.config, None, _OFFICIAL_CONTENT,
+                                              "content encoder"))
+    except (CheckpointError, ValueError) as exc:
+        raise ExportError(str(exc)) from exc
+    if enc.width != loaded.model.units_dim:
+        raise ExportError(f"the content encoder gives {enc.width}-d features but the model was trained on "
+                          f"{loaded.model.units_dim}-d ones (data.encoder_out_channels)")
+    bar.update()
+
+    out = Path(out) if out else ckpt.parent / "voicepack"
+    graphs = [decoder_graph(loaded.model), vocoder_graph(voc), content_graph(enc)]
+    results: dict[str, parity.ParityResult] = {}
+    networks: dict[str, NetworkSpec] = {}
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent if out.parent.exists() else None))
+    try:
+        for spec in graphs:
+            precision = "fp16" if fp16 and spec.name in ("decoder", "content") else "fp32"
+            path = staging / f"{spec.name}.onnx"
+            bar.set_description(f"export {spec.name}")
+            spec.export(path, opset, fp16=precision == "fp16")
+            onnx.checker.check_model(str(path))
+            results[spec.name] = parity.check(spec, path, precision)
+            networks[spec.name] = _network_spec(path, spec, precision)
+            bar.update()
+        f0 = {"method": pitch, "min": 50.0, "max": 1100.0}
+        if pitch == "fcpe":
+            from exporters.pitch import check_fcpe_parity, export_fcpe
+
+            bar.set_description("export pitch")
+            path = staging / "pitch.onnx"
+            info = export_fcpe(path, opset=opset)
+            results["pitch"] = check_fcpe_parity(path)
+            networks["pitch"] = NetworkSpec(
+                file=path.name, sha256=sha256_file(path), size=path.stat().st_size,
+                inputs=[TensorSpec(**t) for t in info["inputs"]], outputs=[TensorSpec(**t) for t in info["outputs"]],
+                receptive_field=info["receptive_field"], frame_unit="pitch_frames",
+                extra={"sample_rate": info["sample_rate"], "hop": info["hop"]},
+            )
+            bar.update()
+        manifest = VoiceManifest(
+            name=name or ckpt.parent.name or ckpt.stem,
+            speakers=loaded.speakers or {"default": 0},
+            sample_rate=24000, hop_length=128,
+            mel={"n_mels": 80, "n_fft": 512, "win_length": 512, "fmin": 30, "fmax": 12000,
+                 "log": "log10", "spec_min": -6.0, "spec_max": 1.5},
+            content={"kind": enc.kind, "width": enc.width, "sample_rate": enc.sample_rate,
+                     "hop": enc.hop, "window": enc.window},
+            f0=f0,
+            networks=networks,
+            verification={name: r.as_json() if hasattr(r, "as_json") else r for name, r in results.items()},
+            source={"checkpoint": ckpt.name, "kind": loaded.kind, "global_step": loaded.global_step,
+                    "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "opset": opset},
+        )
+        write_manifest(staging, manifest)
+        bar.update()
+        if out.exists():
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging.chmod(0o755)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        bar.close()
+    return out, manifest, results
+
+
+def summary(folder: Path, manifest: VoiceManifest, results: dict) -> str:
+    lines = [f"voice pack: {folder}", f"  name: {manifest.name}   speakers: {', '.join(manifest.speakers)}"]
+    for name, net in manifest.networks.items():
+        res = results.get(name)
+        if isinstance(res, parity.ParityResult):
+            check = (f"max rel. L2 vs torch {res.worst:.1e} (bound {res.bound:.0e})" if res.verified
+                     else res.note)
+        else:
+            check = json.dumps(res) if res else "not checked"
+        rf = "unbounded" if net.receptive_field is None else f"{net.receptive_field} {net.frame_unit}"
+        lines.append(f"  {net.file:14s} {net.size / 2**20:8.2f} MiB  {net.params / 1e6:7.2f} M params  "
+                     f"{net.precision}  receptive field {rf}  {check}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m exporters.onnx_export", description=__doc__.split("\n")[0])
+    parser.add_argument("ckpt", type=Path, help="official student checkpoint (logs/como/model_<step>.pt)")
+    parser.add_argument("--config", type=Path, help="config.yaml (default: next to the checkpoint)")
+    parser.add_argument("--vocoder", help="M4Singer .ckpt (config.yaml beside it) or openvpi model (config.json)")
+    parser.add_argument("--content", help="ContentVec (fairseq .pt or HF folder) or a PPG encoder .pt")
+    parser.add_argument("--pitch", choices=("dio", "fcpe"), default="dio",
+                        help="F0 extractor the engine uses (fcpe adds pitch.onnx)")
+    parser.add_argument("--name", help="voice name shown in the app (default: the checkpoint's folder)")
+    parser.add_argument("--out", type=Path, help="output folder (default: <checkpoint folder>/voicepack)")
+    parser.add_argument("--fp16", action="store_true", help="half precision decoder and content encoder")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        folder, manifest, results = export_pack(args.ckpt, args.config, args.vocoder, args.content, args.pitch,
+                                                args.name, args.out, args.fp16, args.opset, args.quiet)
+    except (ExportError, parity.ParityError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(summary(folder, manifest, results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""CoMoSVC acoustic model (conditioner + EDM/consistency decoder) and the official checkpoint loader.
+
+State-dict keys are exactly the official inference keys: `unit_embed.*`, `f0_embed.*`,
+`volume_embed.*`, `aug_shift_embed.weight`, `spk_embed.weight` (n_spk > 1) and
+`decoder.denoise_fn.*`. Official checkpoints also carry `decoder.pe.*` (an unused pitch extractor)
+and, for students, `decoder.denoise_fn_ema.*` / `decoder.denoise_fn_pretrained.*` (EMA target and
+frozen teacher); `load_official` drops those. Inference always uses the online `denoise_fn`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from models.audio import N_MELS, denormalize_mel
+from models.checkpoints import CheckpointError, load_yaml, safe_load
+from models.conditioner import Conditioner
+from models.edm import EDMDecoder, consistency_sample, teacher_sample
+from models.wavenet import WaveNet
+
+#: checkpoint key prefixes that are not needed for inference (dropped, counted in `LoadedModel.ignored`)
+IGNORED_PREFIXES: tuple[str, ...] = ("decoder.pe.", "decoder.denoise_fn_ema.", "decoder.denoise_fn_pretrained.")
+STUDENT_MARKER = "decoder.denoise_fn_ema."
+
+
+class CheckpointMismatchError(CheckpointError):
+    """The checkpoint's tensors do not fit the model its config.yaml describes."""
+
+
+class CoMoSVC(Conditioner):
+    """Conditioner (top-level embeddings, inherited) + `decoder` (EDM preconditioned WaveNet)."""
+
+    def __init__(self, units_dim: int = 768, n_spk: int = 1, n_layers: int = 20, n_chans: int = 512,
+                 n_hidden: int = 256, n_mels: int = N_MELS, use_pitch_aug: bool = True) -> None:
+        super().__init__(units_dim=units_dim, n_hidden=n_hidden, n_spk=n_spk, use_pitch_aug=use_pitch_aug)
+        self.n_mels = n_mels
+        self.decoder = EDMDecoder(WaveNet(in_dims=n_mels, n_layers=n_layers, n_chans=n_chans, n_hidden=n_hidden))
+
+    def infer_mel(self, units: torch.Tensor, f0: torch.Tensor, volume: torch.Tensor,
+                  speaker: torch.Tensor | None, noise: torch.Tensor, steps: int = 1,
+                  teacher: bool = False, renoise: torch.Tensor | None = None) -> torch.Tensor:
+        """Mel from features.
+
+        units [B,T,C], f0 [B,T] Hz (already shifted/interpolated), volume [B,T], speaker [B] int64
+        or None (single-speaker), noise [B,T,80] standard normal, steps = NFE. teacher=True runs the
+        Euler teacher sampler, else the consistency sampler (`renoise` [steps-1,B,T,80] optional).
+        Returns the de-normalised log10 mel [B,T,80].
+        """
+        if not torch.jit.is_tracing() and noise.shape != (*units.shape[:2], self.n_mels):
+            raise ValueError(f"noise must be [B, T, {self.n_mels}] = {(*units.shape[:2], self.n_mels)}, "
+                             f"got {tuple(noise.shape)}")
+        cond = self.condition(units, f0, volume, speaker)
+
+        def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            return self.decoder(x, sigma, cond)
+
+        if teacher:
+            x = teacher_sample(denoise, noise, steps)
+        else:
+            x = consistency_sample(denoise, noise, steps, renoise=renoise)
+        return denormalize_mel(x)
+
+    def forward(self, units: torch.Tensor, f0: torch.Tensor, volume: torch.Tensor,
+                speaker: torch.Tensor | None, noise: torch.Tensor, steps: int = 1,
+                teacher: bool = False) -> torch.Tensor:
+        """Same as `infer_mel` (one-step student by default: the exported decoder)."""
+        return self.infer_mel(units, f0, volume, speaker, noise, steps, teacher)
+
+
+class OneStepDecoder(torch.nn.Module):
+    """The exported decoder: conditioner + one-step consistency student, every input a tensor.
+
+    units [B,T,C], f0 [B,T] Hz, volume [B,T], speaker [B] int64 (ignored by single-speaker models),
+    noise [B,T,80] standard normal -> log10 mel [B,T,80]. (Tracing `CoMoSVC` itself would turn its
+    Python `steps`/`teacher` defaults into graph inputs.)
+    """
+
+    def __init__(self, model: CoMoSVC) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, units: torch.Tensor, f0: torch.Tensor, volume: torch.Tensor, speaker: torch.Tensor,
+                noise: torch.Tensor) -> torch.Tensor:
+        return self.model.infer_mel(units, f0, volume, speaker, noise, steps=1, teacher=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Official checkpoints
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class LoadedModel:
+    model: CoMoSVC
+    config: dict
+    speakers: dict[str, int]
+    kind: str  # 'teacher' | 'student'
+    global_step: int | None
+    ignored: dict[str, int] = field(default_factory=dict)  # dropped prefix -> number of keys
+
+
+def _config_int(config: dict, section: str, key: str, default: int | None = None) -> int:
+    value = (config.get(section) or {}).get(key, default)
+    if value is None:
+        raise CheckpointError(f"config.yaml has no {section}.{key}")
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"config.yaml {section}.{key} must be an integer, got {value!r}") from exc
+
+
+def model_from_config(config: dict, use_pitch_aug: bool | None = None) -> CoMoSVC:
+    """Build an (untrained) CoMoSVC with the sizes of an official config.yaml dict."""
+    model_cfg = config.get("model") or {}
+    if use_pitch_aug is None:
+        use_pitch_aug = bool(model_cfg.get("use_pitch_aug", True))
+    return CoMoSVC(
+        units_dim=_config_int(config, "data", "encoder_out_channels", 768),
+        n_spk=_config_int(config, "model", "n_spk", 1),
+        n_layers=_config_int(config, "model", "n_layers", 20),
+        n_chans=_config_int(config, "model", "n_chans", 512),
+        n_hidden=_config_int(config, "model", "n_hidden", 256),
+        use_pitch_aug=use_pitch_aug,
+    )
+
+
+def _split_state(state: dict) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    kept: dict[str, torch.Tensor] = {}
+    ignored: dict[str, int] = {}
+    for key, value in state.items():
+        prefix = next((p for p in IGNORED_PREFIXES if key.startswith(p)), None)
+        if prefix is None:
+            kept[key] = value
+        else:
+            ignored[prefix] = ignored.get(prefix, 0) + 1
+    return kept, ignored
+
+
+def _check_keys(model: CoMoSVC, state: dict[str, torch.Tensor], ckpt_path: str, config_path: str) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [
+        f"{k}: checkpoint {list(state[k].shape)} vs model {list(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    not_tensor = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor))
+    if not (missing or unexpected or mismatched or not_tensor):
+        return
+    lines = [f"{ckpt_path} does not match the CoMoSVC model described by {config_path} "
+             f"(n_spk={model.n_spk}, units_dim={model.units_dim}, n_hidden={model.n_hidden}, "
+             f"n_layers={model.decoder.denoise_fn.n_layers}, n_chans={model.decoder.denoise_fn.n_chans}):"]
+    for title, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                         ("shape mismatches", mismatched), ("non-tensor values", not_tensor)):
+        if items:
+            shown = items[:20] + ([f"... and {len(items) - 20} more"] if len(items) > 20 else [])
+            lines.append(f"  {title} ({len(items)}): " + "; ".join(shown))
+    raise CheckpointMismatchError("\n".join(lines))
+
+
+def load_official(ckpt_path: str | os.PathLike, config_path: str | os.PathLike | None = None,
+                  device: str | torch.device = "cpu") -> LoadedModel:
+    """Load an official CoMoSVC teacher (`logs/teacher/model_*.pt`) or student (`logs/como/...`).
+
+    config_path defaults to `config.yaml` next to the checkpoint. The checkpoint is read with
+    `safe_load` (no code execution). Raises `CheckpointError` (missing/corrupt/unsafe) or
+    `CheckpointMismatchError` listing every missing/unexpected key and shape mismatch.
+    """
+    ckpt_path = os.fspath(ckpt_path)
+    config_path = os.fspath(config_path) if config_path is not None else str(Path(ckpt_path).parent / "config.yaml")
+    if not os.path.isfile(config_path):
+        raise CheckpointError(f"config not found: {config_path} (official checkpoints come with a "
+                              "config.yaml in the same folder; pass config_path to use another)")
+    config = load_yaml(config_path)
+    ckpt = safe_load(ckpt_path)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{ckpt_path} is not an official CoMoSVC checkpoint: expected a dict with a "
+                              f"'model' state dict, found {found}")
+    state, ignored = _split_state(ckpt["model"])
+    kind = "student" if ignored.get(STUDENT_MARKER) else "teacher"
+    # aug_shift_embed is training-only: follow the checkpoint rather than failing on config drift
+    model = model_from_config(config, use_pitch_aug="aug_shift_embed.weight" in state)
+    _check_keys(model, state, ckpt_path, config_path)
+    model.load_state_dict(state, strict=True)
+    model.to(device).eval()
+
+    speakers = {str(name): int(idx) for name, idx in (config.get("spk") or {}).items()}
+    bad = {n: i for n, i in speakers.items() if not 0 <= i < model.n_spk}
+    if bad:
+        raise CheckpointError(f"{config_path}: speaker ids {bad} are outside 0..{model.n_spk - 1} (model.n_spk)")
+    step = ckpt.get("global_step")
+    if isinstance(step, torch.Tensor) and step.numel() == 1:
+        step = step.item()
+    return LoadedModel(model=model, config=config, speakers=speakers, kind=kind,
+                       global_step=int(step) if isinstance(step, (int, float)) else None, ignored=ignored)

@@ -1,0 +1,55 @@
+"""The interface every content encoder implements (spec §2).
+
+A content encoder turns 16 kHz mono audio into a sequence of content frames at 50 Hz: frame `j`
+covers the 16 kHz samples `[hop*j, hop*j + window)` = `[320 j, 320 j + 400)`, so an input of `N`
+samples gives `T_c = (N - window) // hop + 1` frames (0 when `N < window`).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ContentEncoder(nn.Module):
+    """Base class: `forward(audio [B, N] float, 16 kHz) -> units [B, T_c, C]`.
+
+    Subclasses set `kind` ('contentvec' | 'ppg') and `width` (C) and implement `forward` and
+    `receptive_field`.
+    """
+
+    kind: str = ""
+    width: int = 0
+    sample_rate: int = 16000
+    hop: int = 320
+    window: int = 400
+
+    @property
+    def receptive_field(self) -> tuple[int, int] | None:
+        """(left, right) context in content frames that output frame `j` depends on beyond its own
+        window, or None when unbounded (attention, utterance-level normalisation)."""
+        raise NotImplementedError
+
+    def num_frames(self, n_samples: int) -> int:
+        """T_c for an input of `n_samples` 16 kHz samples: `(N - window) // hop + 1`, 0 if N < window."""
+        if n_samples < self.window:
+            return 0
+        return (n_samples - self.window) // self.hop + 1
+
+    def check_audio(self, audio: torch.Tensor) -> None:
+        """Raise a clear error for input that is not `[B, N]` float with at least one window.
+
+        Skipped while tracing for ONNX export, where shapes are symbolic."""
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return
+        if audio.dim() != 2:
+            raise ValueError(f"{type(self).__name__} expects audio [B, N], got shape {tuple(audio.shape)}")
+        if not audio.is_floating_point():
+            raise ValueError(f"{type(self).__name__} expects float audio, got {audio.dtype}")
+        if audio.shape[1] < self.window:
+            raise ValueError(
+                f"{type(self).__name__} needs at least {self.window} samples (one {self.window}-sample "
+                f"window at {self.sample_rate} Hz), got {audio.shape[1]}")
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        """audio [B, N] float at 16 kHz -> units [B, T_c, C]."""
+        raise NotImplementedError
