@@ -1,0 +1,22 @@
+"""Shared fixtures: tiny voice packs exported once per test session."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ppg_pack(tmp_path_factory) -> Path:
+    """A tiny pack with a finite-receptive-field (PPG) content encoder: streaming can be exact."""
+    from tests.fixtures.packs import export_tiny_pack
+
+    return export_tiny_pack(tmp_path_factory.mktemp("ppg_pack"), content="ppg")
+
+
+@pytest.fixture(scope="session")
+def contentvec_pack(tmp_path_factory) -> Path:
+    """A tiny pack with a (tiny) ContentVec: attention, unbounded receptive field."""
+    from tests.fixtures.packs import export_tiny_pack
+
+    return export_tiny_pack(tmp_path_factory.mktemp("cv_pack"), content="contentvec")
