@@ -44,7 +44,9 @@ def voices_dir() -> Path:
 
 
 def builtin_info() -> VoiceInfo:
-    return VoiceInfo(BUILTIN_DSP, "Built-in voice (DSP, no model)", {"default": 0})
+    from engine.dsp_voice import PRESETS
+
+    return VoiceInfo(BUILTIN_DSP, "Built-in voice (DSP, no model)", {name: i for i, name in enumerate(PRESETS)})
 
 
 def list_installed(folder: Path | None = None) -> list[VoiceInfo]:
@@ -112,7 +114,9 @@ def load_voice(spec: str, settings: Settings, prefer: Sequence[str] = ("tensorrt
     if spec in (BUILTIN_DSP, "builtin"):
         from engine.dsp_voice import DspCore
 
-        core = DspCore(crossfade_ms=settings.crossfade_ms)
+        # The DSP voice synthesises one continuous stream (no seams to crossfade); its speakers
+        # are presets (bright, deep, identity), on top of which the user's pitch applies.
+        core = DspCore(speaker=settings.speaker)
         core.set_pitch(settings.pitch)
         return core
     from engine.neural_core import NeuralCore

@@ -1,0 +1,140 @@
+"""Streaming engine benchmark: latency, compute per block and streaming-vs-whole SNR.
+
+    .venv/bin/python -m benchmarks.streaming [--pack DIR] [--seconds 6] [--threads 1] [--quick]
+
+For every block × lookahead it prints the algorithmic latency, the compute time of one block
+(p50/p99) as a fraction of the block's duration (≤ 1 is real time; the goal is p99 ≤ 0.6), and the
+SNR of the streamed output against the same voice converting the whole file at once. In the same
+run, with the same voice and sessions, an RVC-style baseline re-runs 2.5 s of context through the
+content encoder and the decoder every block (its vocoder runs on the new block plus context only,
+as RVC's does); the last column is baseline time / our time.
+
+Without `--pack` it exports a "small" random voice (PPG content encoder, WaveNet 10×128,
+NSF-HiFiGAN 128 channels) into a temporary folder: the size that is meant to run live on 2 CPU
+cores. Random weights make the SNR a strict test (the output is noise-like, nothing hides errors).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._table import print_table
+from engine import f0_track
+from engine.converter import Converter, convert_whole
+from engine.neural_core import NeuralCore
+from engine.settings import Settings
+from engine.voicepack import load_manifest
+from engine.voices import frames, open_sessions
+
+DEVICE_RATE = 48000
+RVC_CONTEXT_S = 2.5
+
+
+def sung(seconds: float, rate: int) -> np.ndarray:
+    """A vibrato note with rests, like a singer's phrase."""
+    t = np.arange(int(seconds * rate)) / rate
+    phase = np.cumsum(220 * 2 ** (0.3 * np.sin(2 * np.pi * 1.3 * t)) / rate)
+    x = 0.3 * np.sin(2 * np.pi * phase) + 0.1 * np.sin(4 * np.pi * phase)
+    x += 0.003 * np.random.default_rng(0).standard_normal(len(t))
+    x[(t % 2.0) > 1.7] = 0.0
+    return x.astype(np.float32)
+
+
+def snr_db(reference: np.ndarray, value: np.ndarray) -> float:
+    err = float(np.sum((value.astype(np.float64) - reference) ** 2))
+    return 10 * np.log10(float(np.sum(reference.astype(np.float64) ** 2)) / max(err, 1e-30))
+
+
+def measure(manifest, sessions, block_ms: float, lookahead_ms: float, audio: np.ndarray) -> dict:
+    settings = Settings(block_ms=block_ms, lookahead_ms=lookahead_ms, crossfade_ms=20, gate_db=-120)
+    core = NeuralCore(manifest, sessions, frames(lookahead_ms), frames(settings.crossfade_ms))
+    conv = Converter(lambda s: core, settings, DEVICE_RATE)
+    block = int(DEVICE_RATE * block_ms / 1000)
+    times, pieces = [], []
+    for start in range(0, len(audio), block):
+        t0 = time.perf_counter()
+        pieces.append(conv.process(audio[start: start + block]))
+        times.append(time.perf_counter() - t0)
+    pieces.append(conv.flush())
+    lat = conv.latency()
+    streamed = np.concatenate(pieces)[lat: lat + len(audio)]
+    conv.reset()
+    whole = convert_whole(conv, audio)
+    skip = int(0.5 * DEVICE_RATE)
+    steady = np.array(times[5:]) / (block / DEVICE_RATE)
+    return {"latency_ms": 1000 * lat / DEVICE_RATE, "p50": float(np.median(steady)),
+            "p99": float(np.percentile(steady, 99)), "snr": snr_db(whole[skip:], streamed[skip:]),
+            "exact": core.exact_lookahead_frames is not None and core.lookahead_frames >= core.exact_lookahead_frames,
+            "seconds_p50": float(np.median(times[5:]))}
+
+
+def rvc_style_block(manifest, sessions, block_ms: float, repeats: int) -> float:
+    """Median seconds per block when 2.5 s of context is re-run through content + decoder."""
+    content, decoder, vocoder = sessions["content"], sessions["decoder"], sessions["vocoder"]
+    width = int(manifest.content["width"])
+    n16 = int(RVC_CONTEXT_S * 16000)
+    t_ctx = int(RVC_CONTEXT_S * 24000) // 128
+    t_block = int(np.ceil(block_ms * 24000 / 1000 / 128))
+    left, right = manifest.networks["vocoder"].receptive_field or (0, 0)
+    t_voc = t_block + left + right
+    rng = np.random.default_rng(0)
+    audio24 = sung(RVC_CONTEXT_S, 24000)
+    n_harm = int(manifest.networks["vocoder"].inputs[2].shape[-1])
+    feeds = {"units": rng.standard_normal((1, t_ctx, width)).astype(np.float32),
+             "f0": np.full((1, t_ctx), 220, np.float32), "volume": np.full((1, t_ctx), 0.1, np.float32),
+             "speaker": np.zeros(1, np.int64), "noise": rng.standard_normal((1, t_ctx, 80)).astype(np.float32)}
+    feeds = {k: v for k, v in feeds.items() if k in decoder.input_names}
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f0_track.dio_frames(audio24[-(t_block + 40) * 128:], t_block + 40)  # f0 on the new block only
+        content.run({"audio": rng.standard_normal((1, n16)).astype(np.float32) * 0.1})
+        mel = decoder.run(feeds)[0]
+        vocoder.run({"mel": mel[:, -t_voc:], "f0": feeds["f0"][:, -t_voc:], "phase": np.zeros((1, n_harm), np.float32),
+                     "noise": np.zeros((1, t_voc * 128, n_harm), np.float32)})
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[2:]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pack", type=Path, help="voice pack to measure (default: export a small random one)")
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per ONNX session")
+    parser.add_argument("--provider", default="cpu", choices=("cpu", "cuda", "tensorrt"))
+    parser.add_argument("--quick", action="store_true", help="fewer configurations")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        pack = args.pack
+        if pack is None:
+            from tests.fixtures.packs import export_tiny_pack
+
+            pack = export_tiny_pack(Path(tmp), size="small", name="small random voice")
+        manifest = load_manifest(pack)
+        prefer = {"cpu": ("cpu",), "cuda": ("cuda", "cpu"), "tensorrt": ("tensorrt", "cuda", "cpu")}[args.provider]
+        sessions = open_sessions(manifest, prefer, threads=args.threads)
+        audio = sung(args.seconds, DEVICE_RATE)
+        blocks = (40, 160) if args.quick else (20, 40, 80, 160)
+        lookaheads = (0, 40, 200) if args.quick else (0, 20, 40, 80, 120, 160, 200)
+        rows = []
+        for block_ms in blocks:
+            baseline = rvc_style_block(manifest, sessions, block_ms, repeats=12)
+            for la in lookaheads:
+                r = measure(manifest, sessions, block_ms, la, audio)
+                rows.append({"block ms": block_ms, "lookahead ms": la,
+                             "latency ms": f"{r['latency_ms']:.1f}",
+                             "compute p50 /block": f"{r['p50']:.2f}", "compute p99 /block": f"{r['p99']:.2f}",
+                             "SNR vs whole dB": f"{r['snr']:.1f}" + (" (exact)" if r["exact"] else ""),
+                             "RVC-style / ours": f"{baseline / r['seconds_p50']:.1f}x"})
+        title = (f"streaming engine, voice '{manifest.name}' ({manifest.content['kind']} content), "
+                 f"device rate {DEVICE_RATE} Hz, crossfade 20 ms, provider {sessions['decoder'].provider}, "
+                 f"{args.threads} thread(s)/session, {args.seconds:g} s of sung audio")
+        print_table(title, rows)
+
+
+if __name__ == "__main__":
+    main()
