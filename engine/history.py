@@ -40,7 +40,7 @@ class History:
         if start < self._origin:
             raise ValueError(f"position {start} was already forgotten (oldest kept: {self._origin})")
         if stop - self._origin > len(self._data):
-            self._compact(stop)
+            start, values = self._make_room(start, stop, values)
         self._data[start - self._origin: stop - self._origin] = values
         self.end = max(self.end, stop)
 
@@ -59,17 +59,18 @@ class History:
             out[lo - start:] = self._data[lo - self._origin: stop - self._origin]
         return out
 
-    def _compact(self, stop: int) -> None:
-        """Drop everything older than `keep` before the new end, growing only if a write is huge."""
+    def _make_room(self, start: int, stop: int, values: np.ndarray) -> tuple[int, np.ndarray]:
+        """Forget everything older than `keep` before `stop` (moving the rest to the front)."""
         new_origin = max(self._origin, stop - self.keep)
-        new_origin = min(new_origin, self.end)  # never drop what has not been read yet at the end
-        needed = stop - new_origin
-        if needed > len(self._data):
-            grown = np.zeros((needed,) + self._row, dtype=self._data.dtype)
-            live = self.end - new_origin
-            grown[:live] = self._data[new_origin - self._origin: self.end - self._origin]
+        if new_origin > start:  # the write alone is longer than `keep`: its oldest part is forgotten
+            values, start = values[new_origin - start:], new_origin
+        live = max(0, min(self.end, start) - new_origin)   # kept samples before the write
+        old = self._data[new_origin - self._origin: new_origin - self._origin + live]
+        if stop - new_origin > len(self._data):
+            grown = np.zeros((stop - new_origin,) + self._row, dtype=self._data.dtype)
+            grown[:live] = old
             self._data = grown
         else:
-            live = self.end - new_origin
-            self._data[:live] = self._data[new_origin - self._origin: self.end - self._origin]
+            self._data[:live] = old.copy()
         self._origin = new_origin
+        return start, values

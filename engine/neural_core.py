@@ -27,6 +27,7 @@ from engine.history import History
 from engine.noise import PositionLockedNoise
 from engine.resample import StreamResampler
 from engine.runtime import RuntimeSession
+from engine.splice import crossfade, fade_in
 from engine.voicepack import VoiceManifest
 
 SAMPLE_RATE = 24000
@@ -258,11 +259,16 @@ class NeuralCore:
         self._done_frames = target
 
     def _join(self, fresh: np.ndarray, committed: int) -> np.ndarray:
-        """Crossfade the previous provisional tail into the head of the new audio (same positions)."""
+        """Crossfade the previous provisional tail into the head of the new audio.
+
+        Both were synthesised for the same absolute samples with the same noise and phase track, so
+        they are aligned by construction: a SOLA time search (needed by engines whose blocks are
+        synthesised independently) would only add jitter here. With exact lookahead the two are
+        equal and the crossfade changes nothing.
+        """
         n = min(len(self._tail), len(fresh), committed)
         if n == 0:
             return fresh
-        fade_in = np.sin(0.5 * np.pi * (np.arange(n) + 0.5) / n) ** 2
         fresh = fresh.copy()
-        fresh[:n] = self._tail[:n] * (1.0 - fade_in) + fresh[:n] * fade_in
+        crossfade(self._tail[:n], fresh[:n], fade_in(n), out=fresh[:n])
         return fresh
