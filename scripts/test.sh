@@ -6,9 +6,11 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
 export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
 started_pulse=0
-if [ -f scripts/pulse.sh ]; then
-  # shellcheck disable=SC1091
-  if source scripts/pulse.sh start; then started_pulse=1; else echo "PulseAudio did not start: audio tests will be skipped"; fi
+if pulse_env=$(bash scripts/pulse.sh start); then
+  eval "$pulse_env"
+  started_pulse=1
+else
+  echo "PulseAudio did not start: the live-audio tests will be skipped (they say why)"
 fi
 status=0
 .venv/bin/python -m pytest "$@" || status=$?
