@@ -23,6 +23,13 @@ HOP = 128
 LEFT_MARGIN = 32    # frames of past audio DIO sees
 RIGHT_MARGIN = 20   # frames of future audio DIO needs before a frame's value is final
 F0_FLOOR = 50.0
+# FCPE (pitch.onnx): 10 ms frames at 16 kHz centred at 160 k + 80. Its GroupNorm sees the whole
+# input, so no window is exact; measured on a synthetic voice: with 20 frames of right context the
+# error was ≤ 1.6 cents and 0.6 % voicing flips vs the whole file.
+FCPE_HOP = 160
+FCPE_CONTEXT = 50          # pitch frames of past audio each call sees (0.5 s)
+FCPE_RIGHT_MARGIN = 20     # mel frames (≈107 ms) of future audio before a frame counts as final
+FCPE_MIN_SAMPLES = 433
 F0_CEIL = 1100.0
 
 
@@ -60,3 +67,17 @@ def rms_frames(audio: np.ndarray, n_frames: int) -> np.ndarray:
     """
     squared = np.square(audio[: n_frames * HOP].astype(np.float64))
     return np.sqrt(squared.reshape(n_frames, HOP).mean(axis=1)).astype(np.float32)
+
+
+def pitch_frames_to_mel(f0p: np.ndarray, first_k: int, start: int, stop: int) -> np.ndarray:
+    """Map FCPE frames (absolute index `first_k + j`, centred at 16 kHz sample 160 k + 80) onto
+    mel frames [start, stop) (mel frame i at 16 kHz sample 128 i · 2/3)."""
+    position = (np.arange(start, stop) * (HOP * 16000 / SAMPLE_RATE) - FCPE_HOP // 2) / FCPE_HOP - first_k
+    position = np.clip(position, 0, len(f0p) - 1)
+    left = np.floor(position).astype(int)
+    right = np.minimum(left + 1, len(f0p) - 1)
+    weight = position - left
+    a, b = f0p[left], f0p[right]
+    both = (a > 0) & (b > 0)
+    nearest = np.where(weight < 0.5, a, b)
+    return np.where(both, a + (b - a) * weight, nearest).astype(np.float32)

@@ -88,8 +88,8 @@ class NeuralCore:
     @property
     def exact_lookahead_frames(self) -> int | None:
         """Lookahead (frames) from which streaming equals whole-file conversion; None if never."""
-        if self.content_rf is None:
-            return None
+        if self.content_rf is None or "pitch" in self.sessions:
+            return None  # attention (ContentVec) or FCPE's global normalisation: never exact
         # Content frame j needs 16 kHz samples up to 320 (j + right) + 400, which lag by the resampler.
         content_right = int(np.ceil((self.content_rf[1] * self.content_hop + self.content_window + self._d16)
                                     * SAMPLE_RATE / CONTENT_RATE / HOP)) + 1
@@ -144,20 +144,42 @@ class NeuralCore:
 
     # ------------------------------------------------------------------ features
     def _update_f0(self, stop: int) -> None:
-        """Frames [final, stop): DIO on a frame-aligned window with margins; hold unvoiced."""
+        """Frames [final, stop): the pack's F0 extractor on a window with margins; hold unvoiced."""
         start = self._f0_final
         if stop <= start:
             return
         available = self._audio.end
-        lo = start - f0_track.LEFT_MARGIN
-        window = self._audio.read(lo * HOP, available)
-        raw = f0_track.dio_frames(window, stop - lo)[f0_track.LEFT_MARGIN:]
-        final_stop = min(stop, available // HOP - f0_track.RIGHT_MARGIN)
+        if "pitch" in self.sessions:
+            raw = self._fcpe_frames(start, stop)
+            right_margin = f0_track.FCPE_RIGHT_MARGIN
+        else:
+            lo = start - f0_track.LEFT_MARGIN
+            window = self._audio.read(lo * HOP, available)
+            raw = f0_track.dio_frames(window, stop - lo)[f0_track.LEFT_MARGIN:]
+            right_margin = f0_track.RIGHT_MARGIN
+        final_stop = min(stop, available // HOP - right_margin)
         n_final = max(0, final_stop - start)
         held, last = f0_track.hold_unvoiced(raw[:n_final], self._last_voiced)
         provisional, _ = f0_track.hold_unvoiced(raw[n_final:], last)
         self._f0.write(start, np.concatenate([held, provisional]))
         self._f0_final, self._last_voiced = start + n_final, last
+
+    def _fcpe_frames(self, start: int, stop: int) -> np.ndarray:
+        """Raw F0 of mel frames [start, stop) from pitch.onnx (FCPE, 10 ms frames at 16 kHz).
+
+        The window starts on FCPE's absolute frame grid (a multiple of its hop), so pitch frame k
+        is always centred at 16 kHz sample 160 k + 80 whatever the window; mel frames take the
+        linear interpolation of the two nearest pitch frames when both are voiced, else the nearest.
+        """
+        hop, centre = f0_track.FCPE_HOP, f0_track.FCPE_HOP // 2
+        first_k = max(0, (start * HOP * CONTENT_RATE // SAMPLE_RATE - centre) // hop - f0_track.FCPE_CONTEXT)
+        usable = self._audio16.end - self._d16
+        lo16 = first_k * hop
+        if usable - lo16 < f0_track.FCPE_MIN_SAMPLES:
+            return np.zeros(stop - start, dtype=np.float32)
+        audio = self._audio16.read(lo16 + self._d16, usable + self._d16)
+        f0p = self.sessions["pitch"].run({"audio": audio[None]})[0][0]
+        return f0_track.pitch_frames_to_mel(f0p, first_k, start, stop)
 
     def _update_volume(self, stop: int) -> None:
         start = self._volume_final

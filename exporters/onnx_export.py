@@ -151,8 +151,8 @@ def export_pack(
             networks["pitch"] = NetworkSpec(
                 file=path.name, sha256=sha256_file(path), size=path.stat().st_size,
                 inputs=[TensorSpec(**t) for t in info["inputs"]], outputs=[TensorSpec(**t) for t in info["outputs"]],
-                receptive_field=info["receptive_field"], frame_unit="pitch_frames",
-                extra={"sample_rate": info["sample_rate"], "hop": info["hop"]},
+                receptive_field=info["receptive_field"], frame_unit="pitch_frames", params=int(info["params"]),
+                extra={"sample_rate": info["sample_rate"], "hop": info["hop"], **info.get("extra", {})},
             )
             bar.update()
         manifest = VoiceManifest(

@@ -127,3 +127,17 @@ def test_full_size_student_pack_keeps_one_denoiser(tmp_path: Path) -> None:
     path = tmp_path / "decoder.onnx"
     spec.export(path, 17)
     assert path.stat().st_size <= Path(ckpt).stat().st_size / 3
+
+
+def test_fcpe_pack_tracks_pitch_in_the_engine(tmp_path: Path) -> None:
+    src = write_sources(tmp_path / "src")
+    out, manifest, results = export_pack(src["ckpt"], vocoder=str(src["vocoder"]), content=str(src["content"]),
+                                         pitch="fcpe", out=tmp_path / "pack", quiet=True)
+    assert manifest.f0["method"] == "fcpe" and manifest.networks["pitch"].receptive_field is None
+    core = load_voice(str(out), Settings(lookahead_ms=100), prefer=("cpu",))
+    assert core.exact_lookahead_frames is None   # FCPE normalises over its whole input
+    t = np.arange(2 * 24000) / 24000
+    x = (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    y = np.concatenate([core.process(x[i:i + 960]) for i in range(0, len(x), 960)])
+    f0 = core._f0.read(40, 300)
+    assert np.all(np.abs(1200 * np.log2(f0 / 330)) < 20) and np.isfinite(y).all()
