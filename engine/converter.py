@@ -154,6 +154,8 @@ class Converter:
             self.nonfinite_samples += int(n - finite.sum())
             x = np.where(finite, x, np.float32(0.0))
         x = self._in_gain.process(x)
+        for history in (self._dry, self._out_queue):
+            history.reserve(2 * n + self._latency)   # a whole file fed as one block stays whole
         self._dry.append(x)
         gated = self._gate.process(x)
         model_in = self._to_model.process(gated)

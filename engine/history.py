@@ -27,6 +27,11 @@ class History:
         self._origin = 0   # absolute position of _data[0]
         self.end = 0       # one past the last written position
 
+    def reserve(self, keep: int) -> None:
+        """Remember at least `keep` positions from now on (a whole file fed as one block needs
+        all of it while it is being converted)."""
+        self.keep = max(self.keep, int(keep))
+
     @property
     def start(self) -> int:
         """Oldest position still held."""

@@ -133,6 +133,8 @@ class NeuralCore:
     def process(self, x24: np.ndarray) -> np.ndarray:
         """Take N new samples at 24 kHz, return N output samples delayed by `latency_24k`."""
         x24 = np.asarray(x24, dtype=np.float32).reshape(-1)
+        if len(x24) > self._audio.keep // 2:
+            self._reserve(2 * len(x24))
         self._audio.append(x24)
         self._audio16.append(self._resample16.process(x24))
         target = self._audio.end // HOP - self.hold_frames
@@ -141,6 +143,16 @@ class NeuralCore:
         start = self._emitted - self.latency_24k
         self._emitted += len(x24)
         return self._out.read(start, self._emitted - self.latency_24k)
+
+    def _reserve(self, samples: int) -> None:
+        """Keep `samples` of 24 kHz history (and the same time span of every per-frame stream)."""
+        frames = samples // HOP + 64
+        for history in (self._audio, self._out):
+            history.reserve(samples)
+        self._audio16.reserve(samples * CONTENT_RATE // SAMPLE_RATE)
+        for history in (self._f0, self._volume, self._phase):
+            history.reserve(frames)
+        self._units.reserve(samples * CONTENT_RATE // SAMPLE_RATE // self.content_hop + 8)
 
     # ------------------------------------------------------------------ features
     def _update_f0(self, stop: int) -> None:

@@ -157,3 +157,16 @@ def test_live_safe_updates_do_not_restart(ppg_pack: Path) -> None:
     assert len(opened) == 2 and conv.latency() > latency
     with pytest.raises(ValueError, match="pitch must be between"):
         conv.update(pitch=30)
+
+
+def test_a_long_file_converts_whole_in_one_block(ppg_pack: Path) -> None:
+    """A whole file larger than the live history (8 s) is still converted as one block."""
+    settings = Settings(lookahead_ms=200, gate_db=-120)
+    core = load_voice(str(ppg_pack), settings, prefer=("cpu",))
+    conv = Converter(lambda s: core, settings, 24000)
+    x = np.tile(_sung(1.6), 8)[: 24000 * 12]
+    whole = convert_whole(conv, x)
+    conv.reset()
+    streamed = convert_whole(conv, x, block=960)
+    assert len(whole) == len(x)
+    assert _snr(whole[960:], streamed[960:]) >= 40.0
