@@ -46,7 +46,7 @@ def voices_dir() -> Path:
 def builtin_info() -> VoiceInfo:
     from engine.dsp_voice import PRESETS
 
-    return VoiceInfo(BUILTIN_DSP, "Built-in voice (DSP, no model)", {name: i for i, name in enumerate(PRESETS)})
+    return VoiceInfo(BUILTIN_DSP, "Built-in voice (DSP, no model)", {p.name: i for i, p in enumerate(PRESETS)})
 
 
 def list_installed(folder: Path | None = None) -> list[VoiceInfo]:

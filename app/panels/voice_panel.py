@@ -1,0 +1,119 @@
+"""Voice panel: which voice, which speaker, pitch, noise gate, bypass."""
+from __future__ import annotations
+
+from PyQt6.QtCore import Qt
+from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+                             QPushButton, QWidget)
+
+from app.bridge import AudioBridge, VoiceInfo
+from app.settings_store import AppConfig
+from app.widgets.value_slider import ValueSlider
+
+GATE_OFF_DB = -120.0
+
+
+def _gate_text(db: float) -> str:
+    return "off" if db <= GATE_OFF_DB else f"{db:.0f} dB"
+
+
+class VoicePanel(QGroupBox):
+    """Voice pack picker (installed, a folder, or an imported .zip) and the voice controls."""
+
+    def __init__(self, bridge: AudioBridge, parent: QWidget | None = None) -> None:
+        super().__init__("2 · Voice", parent)
+        self.bridge = bridge
+        self.voice_combo = QComboBox()
+        self.voice_combo.setToolTip("The voice you sound like. The built-in voice needs no download.")
+        self.folder_button = QPushButton("Open folder…")
+        self.folder_button.setToolTip("Use a voice pack folder (with voice.json) from anywhere on disk.")
+        self.import_button = QPushButton("Import .zip…")
+        self.import_button.setToolTip("Install a voice pack .zip into your voices folder (checked, never executed).")
+        self.speaker_combo = QComboBox()
+        self.speaker_combo.setToolTip("Voice packs can hold several singers (speakers).")
+        self.pitch = ValueSlider(-24, 24, 1, fmt=lambda v: f"{v:+.0f} st")
+        self.pitch.setToolTip("Pitch shift in semitones (12 = one octave). Male→female is often +12.")
+        self.gate = ValueSlider(GATE_OFF_DB, 0, 1, fmt=_gate_text)
+        self.gate.setToolTip("Noise gate: input quieter than this is muted, so room noise and breaths are "
+                             "not converted into artefacts. Far left = off.")
+        self.bypass = QCheckBox("Bypass (send my real voice)")
+        self.bypass.setToolTip("Passes your unconverted voice through, with the same delay, for talking.")
+
+        picker = QHBoxLayout()
+        picker.addWidget(self.voice_combo, 1)
+        picker.addWidget(self.folder_button)
+        picker.addWidget(self.import_button)
+        form = QFormLayout(self)
+        form.addRow("Voice", picker)
+        form.addRow("Speaker", self.speaker_combo)
+        form.addRow("Pitch", self.pitch)
+        form.addRow("Noise gate", self.gate)
+        form.addRow("", self.bypass)
+
+        self.voice_combo.activated.connect(self._on_voice_chosen)
+        self.folder_button.clicked.connect(lambda: self.choose_folder())
+        self.import_button.clicked.connect(lambda: self.import_zip())
+        self.speaker_combo.activated.connect(
+            lambda _: bridge.set_settings(speaker=int(self.speaker_combo.currentData())))
+        self.pitch.valueChanged.connect(lambda v: bridge.set_settings(pitch=v))
+        self.gate.valueChanged.connect(lambda v: bridge.set_settings(gate_db=v))
+        self.bypass.toggled.connect(lambda on: bridge.set_settings(bypass=on))
+        bridge.voicesListed.connect(self._on_voices)
+        bridge.voiceChanged.connect(self._on_voice)
+        bridge.configChanged.connect(self._on_config)
+
+    # -- user actions (path=None opens a dialog; tests pass a path) --------------------------------------
+    def choose_folder(self, path: str | None = None) -> bool:
+        if path is None:
+            path = QFileDialog.getExistingDirectory(self, "Choose a voice pack folder (with voice.json)")
+            if not path:
+                return False
+        ok = self.bridge.set_voice(path)
+        if ok:
+            self.bridge.refresh_voices()
+        return ok
+
+    def import_zip(self, path: str | None = None) -> bool:
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Import a voice pack", "", "Voice pack (*.zip)")
+            if not path:
+                return False
+        return self.bridge.import_voice(path)
+
+    # -- observers ---------------------------------------------------------------------------------------
+    def _on_voice_chosen(self, _row: int) -> None:
+        spec = self.voice_combo.currentData()
+        if spec and spec != self.bridge.voice.spec:
+            self.bridge.set_voice(spec)
+
+    def _on_voices(self, voices: list[VoiceInfo]) -> None:
+        self.voice_combo.clear()
+        for voice in voices:
+            self.voice_combo.addItem(voice.name, voice.spec)
+            self.voice_combo.setItemData(self.voice_combo.count() - 1, voice.spec, Qt.ItemDataRole.ToolTipRole)
+        self._select_voice(self.bridge.voice)
+
+    def _select_voice(self, voice: VoiceInfo) -> None:
+        row = self.voice_combo.findData(voice.spec)
+        if row < 0:
+            self.voice_combo.addItem(voice.name, voice.spec)
+            row = self.voice_combo.count() - 1
+        self.voice_combo.setCurrentIndex(row)
+
+    def _on_voice(self, voice: VoiceInfo) -> None:
+        self._select_voice(voice)
+        self.speaker_combo.clear()
+        for name, sid in voice.speakers:
+            self.speaker_combo.addItem(name, sid)
+        self.speaker_combo.setEnabled(len(voice.speakers) > 1)
+        self._on_config(self.bridge.config)
+
+    def _on_config(self, config: AppConfig) -> None:
+        settings = config.settings
+        row = self.speaker_combo.findData(settings.speaker)
+        if row >= 0:
+            self.speaker_combo.setCurrentIndex(row)
+        self.pitch.set_value(settings.pitch)
+        self.gate.set_value(settings.gate_db)
+        self.bypass.blockSignals(True)
+        self.bypass.setChecked(settings.bypass)
+        self.bypass.blockSignals(False)

@@ -1,0 +1,160 @@
+"""Per-user settings of the app: one JSON file in the platformdirs user config folder.
+
+What is stored is what the user chose, not indices: devices by (name, host API) because PortAudio
+indices change when a USB device is plugged in. Loading never fails: a missing, corrupt or
+out-of-range file gives defaults plus human-readable warnings the window shows in its status bar.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from engine.settings import Settings
+
+APP_NAME = "como-live"
+FILE_NAME = "settings.json"
+STORE_VERSION = 1
+BUILTIN_VOICE = "builtin:dsp"
+CONFIG_DIR_ENV = "COMO_LIVE_CONFIG_DIR"  # tests and portable installs point this elsewhere
+#: Saved but never restored: starting in bypass would put the streamer's real voice on air unasked.
+NOT_RESTORED = frozenset({"bypass"})
+
+
+def config_dir() -> Path:
+    """Folder of settings.json ($COMO_LIVE_CONFIG_DIR or the platform's user config folder)."""
+    return Path(os.environ.get(CONFIG_DIR_ENV) or platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+@dataclass(frozen=True)
+class DeviceRef:
+    """A device as the user knows it; resolved to a PortAudio index only when a session starts."""
+
+    name: str
+    hostapi: str
+
+    def label(self) -> str:
+        return f"{self.name} ({self.hostapi})"
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Everything the window lets the user choose. `None` device = the system default."""
+
+    input_device: DeviceRef | None = None
+    output_device: DeviceRef | None = None
+    monitor_device: DeviceRef | None = None
+    sample_rate: int | None = None
+    input_channel: int = 0
+    voice: str = BUILTIN_VOICE
+    settings: Settings = field(default_factory=Settings)
+    record_dir: str | None = None
+
+    def with_settings(self, **changes: Any) -> "AppConfig":
+        return replace(self, settings=self.settings.with_changes(**changes))
+
+
+def _device(raw: Any, key: str, warnings: list[str]) -> DeviceRef | None:
+    if raw is None:
+        return None
+    if isinstance(raw, dict) and isinstance(raw.get("name"), str) and isinstance(raw.get("hostapi"), str):
+        return DeviceRef(raw["name"], raw["hostapi"])
+    warnings.append(f"Saved {key.replace('_', ' ')} was unreadable; using the default.")
+    return None
+
+
+def _settings(raw: Any, warnings: list[str]) -> Settings:
+    """Apply each stored value on its own so one bad value does not lose the others."""
+    result = Settings()
+    if not isinstance(raw, dict):
+        return result
+    defaults = {f.name: getattr(result, f.name) for f in fields(Settings)}
+    for name, value in raw.items():
+        if name not in defaults or name in NOT_RESTORED:
+            continue  # a setting from a newer/older version: ignore silently
+        kind = type(defaults[name])
+        # JSON has one number type; bools must really be bools ("false" would be truthy).
+        if isinstance(value, bool) != (kind is bool):
+            ok = False
+        else:
+            ok = isinstance(value, kind) or (kind is float and isinstance(value, int))
+        if not ok:
+            warnings.append(f"Saved setting {name}={value!r} has the wrong type; using {defaults[name]!r}.")
+            continue
+        try:
+            result = result.with_changes(**{name: kind(value)})
+        except ValueError as exc:
+            warnings.append(f"Saved setting ignored: {exc}.")
+    return result
+
+
+def config_from_json(data: Any) -> tuple[AppConfig, list[str]]:
+    """Parse the stored JSON object; returns (config, warnings). Never raises."""
+    warnings: list[str] = []
+    if not isinstance(data, dict):
+        return AppConfig(), ["Saved settings were unreadable; using defaults."]
+    rate = data.get("sample_rate")
+    if rate is not None and not (isinstance(rate, int) and 8000 <= rate <= 384000):
+        warnings.append(f"Saved sample rate {rate!r} is invalid; using the device default.")
+        rate = None
+    channel = data.get("input_channel", 0)
+    if not (isinstance(channel, int) and 0 <= channel < 64):
+        warnings.append(f"Saved input channel {channel!r} is invalid; using channel 1.")
+        channel = 0
+    voice = data.get("voice", BUILTIN_VOICE)
+    if not isinstance(voice, str) or not voice:
+        voice = BUILTIN_VOICE
+    record_dir = data.get("record_dir")
+    config = AppConfig(
+        input_device=_device(data.get("input_device"), "input_device", warnings),
+        output_device=_device(data.get("output_device"), "output_device", warnings),
+        monitor_device=_device(data.get("monitor_device"), "monitor_device", warnings),
+        sample_rate=rate,
+        input_channel=channel,
+        voice=voice,
+        settings=_settings(data.get("settings"), warnings),
+        record_dir=record_dir if isinstance(record_dir, str) and record_dir else None,
+    )
+    return config, warnings
+
+
+def config_to_json(config: AppConfig) -> dict[str, Any]:
+    data = asdict(config)
+    data["version"] = STORE_VERSION
+    return data
+
+
+class SettingsStore:
+    """Reads and writes `settings.json` in `folder` (default: `config_dir()`)."""
+
+    def __init__(self, folder: str | os.PathLike | None = None) -> None:
+        self.folder = Path(folder) if folder is not None else config_dir()
+
+    @property
+    def path(self) -> Path:
+        return self.folder / FILE_NAME
+
+    def load(self) -> tuple[AppConfig, list[str]]:
+        """The saved config (defaults when there is none) and warnings about what was dropped."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return AppConfig(), []
+        except OSError as exc:
+            return AppConfig(), [f"Could not read saved settings ({exc}); using defaults."]
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            return AppConfig(), [f"Saved settings in {self.path} were corrupt; using defaults."]
+        return config_from_json(data)
+
+    def save(self, config: AppConfig) -> None:
+        """Write atomically (temp file + replace) so a crash never leaves half a file."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(config_to_json(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)
