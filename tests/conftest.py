@@ -20,3 +20,14 @@ def contentvec_pack(tmp_path_factory) -> Path:
     from tests.fixtures.packs import export_tiny_pack
 
     return export_tiny_pack(tmp_path_factory.mktemp("cv_pack"), content="contentvec")
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Torch on one thread: small models run faster and steadier on the 2 shared cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
