@@ -1,0 +1,536 @@
+"""The inference thread and the audio callback's side of it, with a constant, known latency.
+
+```
+audio callback ──push──▶ input ring (by absolute sample position) ──▶ worker thread ──▶ converter
+audio callback ◀─pull─── output ring (by absolute sample position) ◀──────────────────┘
+```
+The callback only copies into and out of two preallocated rings: no allocation of sample buffers,
+no model call, no wait. Its only synchronisation is `Event.set()` to wake the worker (a lock held
+for a few instructions, never across a converter call). The worker owns the converter (and so
+the ONNX sessions) and is the only thread that ever calls it.
+
+Latency is fixed by construction. Output sample `j` of the main stream always plays converter
+output `j + anchor - prefill`, i.e. the input captured `converter.latency() + prefill` =
+`latency()` samples earlier (`anchor` is 0 for a duplex stream). When
+the worker is late, those positions are simply not in the output ring yet: the callback crossfades
+to silence (or to the same-latency dry input, `late_fill="dry"`), counts an underrun and moves on;
+when the late audio arrives, the part whose time has passed is never read (it is stale) and
+playback resumes at the right position. Latency never grows, whatever the converter does.
+
+`prefill` is the runner's share of the latency: one worker chunk (the converter can only start once
+a chunk is complete) + one callback (audio arrives a callback at a time) + the compute budget
+(how late a converter block may finish and still be on time; one block by default, the real-time
+limit).
+
+Duplex streams call `process` (input and output of one callback, locked to one position
+counter). Split streams call `push` from the input callback and `pull` from the output callback;
+the output is anchored to the input position when it starts and re-anchored if the two clocks
+drift apart. A monitor stream is a second `pull` reader of the same output ring.
+"""
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+LATE_FILLS = ("silence", "dry")
+
+
+class StreamConverter(Protocol):
+    """What the runner needs of `engine.converter.Converter` (device-rate, any block length)."""
+
+    def process(self, block: np.ndarray) -> np.ndarray: ...
+
+    def latency(self) -> int: ...
+
+    def reset(self) -> None: ...
+
+    def update(self, **settings: Any) -> None: ...
+
+
+class SampleRing:
+    """Single-writer ring of mono float32 samples addressed by absolute position.
+
+    The writer never waits: writing position `p` overwrites position `p - capacity`. `end` (one past
+    the newest sample) is published after the data is in place, so a reader that sees `end` also
+    sees the samples below it. Readers do not consume; several may read (the main output, the
+    monitor, the dry late-fill). Positions below 0 read as silence.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity <= 0:
+            raise ValueError("capacity must be positive")
+        self.capacity = int(capacity)
+        self._data = np.zeros(self.capacity, dtype=np.float32)
+        self._gap = (0, 0)        # the latest skipped range: zeros in memory, but never real audio
+        self.end = 0
+
+    @property
+    def oldest(self) -> int:
+        """The oldest position still held."""
+        return max(0, self.end - self.capacity)
+
+    def write(self, x: np.ndarray) -> None:
+        """Append `x` at `end`."""
+        self.write_at(self.end, x)
+
+    def write_at(self, pos: int, x: np.ndarray) -> None:
+        """Store `x` at positions `[pos, pos + len(x))`, `pos >= end`; a gap before `pos` reads as missing."""
+        if pos < self.end:
+            raise ValueError(f"cannot rewrite position {pos}: the ring already ends at {self.end}")
+        if pos > self.end:
+            gap_lo = max(self.end, pos - self.capacity)
+            self._copy_in(gap_lo, None, pos - gap_lo)
+            self._gap = (self.end, pos)
+        n = len(x)
+        if n > self.capacity:
+            x, pos = x[n - self.capacity:], pos + n - self.capacity
+            n = self.capacity
+        self._copy_in(pos, x, n)
+        self.end = pos + n
+
+    def _copy_in(self, pos: int, x: np.ndarray | None, n: int) -> None:
+        i = pos % self.capacity
+        first = min(n, self.capacity - i)
+        if x is None:
+            self._data[i:i + first] = 0.0
+            self._data[:n - first] = 0.0
+        else:
+            self._data[i:i + first] = x[:first]
+            self._data[:n - first] = x[first:n]
+
+    def available(self, pos: int, n: int) -> int:
+        """How many of positions `[pos, pos + n)` can be read, counted from `pos` (a prefix)."""
+        oldest = self.oldest
+        if 0 <= pos < oldest:
+            return 0                      # overwritten already
+        if pos < 0 < oldest:
+            return min(n, -pos)           # silence before the start, then overwritten positions
+        stop = self.end
+        gap_lo, gap_hi = self._gap
+        if gap_lo < gap_hi and pos < gap_hi and pos + n > gap_lo:
+            stop = gap_lo                 # a skipped range is missing audio, like a late block
+        return int(min(n, max(0, stop - pos)))   # positions below 0 count as (silent) data
+
+    def read_into(self, pos: int, out: np.ndarray) -> None:
+        """Copy positions `[pos, pos + len(out))` into `out` (the caller checked `available`)."""
+        n = len(out)
+        lead = min(n, max(0, -pos))
+        if lead:
+            out[:lead] = 0.0
+            pos, out, n = 0, out[lead:], n - lead
+        if n:
+            i = pos % self.capacity
+            first = min(n, self.capacity - i)
+            out[:first] = self._data[i:i + first]
+            out[first:] = self._data[:n - first]
+
+
+class _Reader:
+    """One output stream's view of the output ring: its anchor, late fill and crossfade state."""
+
+    def __init__(self, runner: "RealtimeRunner", locked: bool) -> None:
+        self.r = runner
+        self.locked = locked          # duplex: output position == input position, never re-anchored
+        self.pos = 0                  # samples this stream has played
+        self.anchor: int | None = 0 if locked else None
+        self.gain = 1.0               # current wet weight of the late-fill crossfade
+        self.last = 0.0               # last wet sample (held while fading to the fill)
+        self.lag_avg = 0.0            # split: smoothed input-vs-output offset, for drift detection
+        self.settle_until = 0.0
+        self.last_pull = 0.0
+        m = runner.max_frames
+        self._wet = np.zeros(m, np.float32)
+        self._fill = np.zeros(m, np.float32)
+        self._g = np.zeros(m, np.float32)
+        self._tmp = np.zeros(m, np.float32)
+
+    def next_abs(self) -> int:
+        """The converter-output position this stream plays next."""
+        return self.pos + (self.anchor or 0) - self.r.prefill
+
+    def pull(self, out: np.ndarray, now: float) -> tuple[int, int]:
+        """Fill `out` with this stream's next samples; returns (late samples, abs position)."""
+        m = self.r.max_frames
+        if len(out) <= m:
+            return self._pull(out, now)
+        late, pos = 0, 0
+        for k in range(0, len(out), m):         # a driver handed us an unusually large buffer
+            piece_late, piece_pos = self._pull(out[k:k + m], now)
+            late, pos = late + piece_late, pos if k else piece_pos
+        return late, pos
+
+    def _pull(self, out: np.ndarray, now: float) -> tuple[int, int]:
+        r, n = self.r, len(out)
+        if not self.locked and not self._anchored(now, n):
+            out[:] = 0.0
+            self.pos += n
+            return 0, 0
+        pos = self.next_abs()
+        ring = r.out_ring
+        a = ring.available(pos, n)
+        wet, fill, g = self._wet[:n], self._fill[:n], self._g[:n]
+        ring.read_into(pos, wet[:a])
+        late = n - a
+        if late == 0 and self.gain >= 1.0:
+            out[:] = wet
+        else:
+            self._fill_with(pos, fill)
+            ramp = r.ramp
+            if a:
+                np.add(ramp[:a], self.gain, out=g[:a])
+                np.minimum(g[:a], 1.0, out=g[:a])
+                self.last = float(wet[a - 1])
+                self.gain = float(g[a - 1])
+            if late:
+                np.subtract(self.gain, ramp[:late], out=g[a:])
+                np.maximum(g[a:], 0.0, out=g[a:])
+                wet[a:] = self.last           # hold the last wet value while it fades: no step
+                self.gain = float(g[n - 1])
+            tmp = self._tmp[:n]
+            np.subtract(wet, fill, out=tmp)
+            np.multiply(tmp, g, out=tmp)
+            np.add(fill, tmp, out=out)
+        if late == 0:
+            self.last = float(wet[n - 1])
+        self.pos += n
+        return late, pos
+
+    def _fill_with(self, pos: int, fill: np.ndarray) -> None:
+        """What plays while the wet signal is missing: silence, or the input `latency()` earlier."""
+        r = self.r
+        if r.late_fill != "dry":
+            fill[:] = 0.0
+            return
+        src = pos - r.converter_latency
+        a = r.in_ring.available(src, len(fill))
+        r.in_ring.read_into(src, fill[:a])
+        fill[a:] = 0.0
+
+    def _anchored(self, now: float, n: int) -> bool:
+        """Split streams: tie this output to the input position; re-anchor on clock drift."""
+        r = self.r
+        if r.in_ring.end == 0:
+            return False
+        lag = r.in_ring.end - (self.pos + (self.anchor or 0))
+        gap, self.last_pull = now - self.last_pull, now
+        if self.anchor is None or gap > r.settle_s or now < self.settle_until:
+            # While the output settles (drivers prime their buffers with a burst of callbacks at
+            # start, some then pause), keep re-anchoring and play silence; after a long pause, settle
+            # again rather than drift-correct.
+            if self.anchor is None or gap > r.settle_s:
+                self.settle_until = now + r.settle_s
+            self.anchor = r.in_ring.end - self.pos - r.split_margin
+            self.lag_avg = float(r.split_margin)
+            return False
+        self.lag_avg += (lag - self.lag_avg) * min(1.0, n / r.drift_window)
+        if abs(self.lag_avg - r.split_margin) > r.drift_tolerance:
+            shift = int(round(self.lag_avg - r.split_margin))
+            self.anchor += shift          # the two clocks drifted apart: jump back to the fixed latency
+            self.lag_avg -= shift
+            r.resyncs += 1
+        return True
+
+
+class _Window:
+    """Last `n` values of a measurement, written by one thread, summarised by another."""
+
+    def __init__(self, n: int) -> None:
+        self._v = np.full(n, np.nan, np.float64)
+        self._i = 0
+
+    def add(self, value: float) -> None:
+        self._v[self._i % len(self._v)] = value
+        self._i += 1
+
+    def percentile(self, q: float) -> float | None:
+        v = self._v[np.isfinite(self._v)]
+        return float(np.percentile(v, q)) if len(v) else None
+
+
+@dataclass(frozen=True)
+class RunnerStats:
+    """A snapshot of the runner. Times in ms, levels in dBFS, positions in samples."""
+
+    blocks_processed: int
+    compute_p50_ms: float | None
+    compute_p99_ms: float | None
+    block_budget_ms: float
+    underruns: int
+    late_samples: int
+    queue_depth: int               # converted samples ready ahead of the main output
+    input_backlog: int             # captured samples the worker has not taken yet
+    skipped_samples: int           # input the worker dropped to catch up after a long stall
+    resyncs: int                   # split streams: re-anchors after clock drift
+    input_latency_ms: float | None   # from the callback time stamps (None: host gave none)
+    output_latency_ms: float | None
+    queue_ms: float | None           # split streams: measured input-to-output callback offset
+    input_level_db: float
+    output_level_db: float
+    fault: str | None
+
+
+def _db(mean_square: float) -> float:
+    return 10.0 * math.log10(max(mean_square, 1e-12))
+
+
+class RealtimeRunner:
+    """Audio callback ↔ lock-free rings ↔ one worker thread that owns `converter`.
+
+    `block_size`: the converter's block at the device rate (the unit of the compute statistics and
+    the default compute budget). `chunk`: how many samples the worker hands the converter per call
+    (default 10 ms; `LiveSession` uses one block, since a neural voice costs about the same per
+    call whatever its length). `callback_frames`: the largest callback expected (PortAudio may
+    vary it; any size up to `max_frames` works, larger ones are only at risk of being late).
+    `budget`: compute budget in samples (default `block_size`). `prefill` overrides
+    `chunk + callback_frames + budget`. Total latency inside the program: `latency()` samples.
+    """
+
+    def __init__(self, converter: StreamConverter, block_size: int, *, sample_rate: int,
+                 chunk: int | None = None, callback_frames: int | None = None, budget: int | None = None,
+                 prefill: int | None = None, late_fill: str = "silence", fade_ms: float = 5.0,
+                 max_frames: int = 16384, history_s: float = 4.0, stats_window: int = 256,
+                 settle_s: float = 0.25) -> None:
+        if block_size <= 0 or sample_rate <= 0:
+            raise ValueError("block_size and sample_rate must be positive")
+        if late_fill not in LATE_FILLS:
+            raise ValueError(f"late_fill must be one of {LATE_FILLS}, got {late_fill!r}")
+        self.converter = converter
+        self.rate = int(sample_rate)
+        self.block_size = int(block_size)
+        self.chunk = int(chunk or max(1, min(block_size, round(0.01 * sample_rate))))
+        self.callback_frames = int(callback_frames or self.chunk)
+        self.budget = int(block_size if budget is None else budget)
+        self.prefill = int(prefill if prefill is not None else self.chunk + self.callback_frames + self.budget)
+        self.converter_latency = int(converter.latency())
+        self.late_fill = late_fill
+        self.max_frames = int(max_frames)
+        self.settle_s = settle_s
+        self.split_margin = self.callback_frames
+        self.drift_tolerance = 3 * self.callback_frames + round(0.01 * sample_rate)
+        self.drift_window = 2.0 * sample_rate
+        fade = max(1, round(fade_ms * sample_rate / 1000.0))
+        self.ramp = (np.arange(1, self.max_frames + 1, dtype=np.float32) / fade).astype(np.float32)
+        capacity = max(round(history_s * sample_rate), 4 * (self.prefill + self.converter_latency + self.max_frames))
+        self.in_ring = SampleRing(capacity)
+        self.out_ring = SampleRing(capacity)
+        self._readers = [_Reader(self, locked=False), _Reader(self, locked=False)]
+        self._duplex = _Reader(self, locked=True)
+        self._main: _Reader | None = None
+        # statistics (each written by one thread)
+        self.underruns = 0
+        self.late_samples = 0
+        self.resyncs = 0
+        self.skipped = 0
+        self.blocks_processed = 0
+        self._compute = _Window(stats_window)
+        self._in_lat = _Window(64)
+        self._out_lat = _Window(64)
+        self._queue = _Window(64)
+        self._in_ms = 0.0
+        self._out_ms = 0.0
+        self._last_in_pos = 0          # split: start position and clock time of the newest input buffer
+        self._last_in_time = 0.0
+        self._work_pos = 0             # next input position the worker takes
+        self.fault: str | None = None
+        # worker plumbing
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._updates: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    # --- control (any non-audio thread) ------------------------------------------------------------
+
+    def latency(self) -> int:
+        """Samples from a captured input sample to its converted output, inside the program."""
+        return self.converter_latency + self.prefill
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("runner already started")
+        self._thread = threading.Thread(target=self._work, name="como-inference", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the worker (the converter call in progress finishes first)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def update(self, **settings: Any) -> None:
+        """Live-safe settings: applied by the worker between converter calls (`late_fill` at once)."""
+        if "late_fill" in settings:
+            if settings["late_fill"] not in LATE_FILLS:
+                raise ValueError(f"late_fill must be one of {LATE_FILLS}, got {settings['late_fill']!r}")
+            self.late_fill = settings["late_fill"]
+        if settings:
+            self._updates.put(dict(settings))
+            self._wake.set()
+
+    @property
+    def processed_position(self) -> int:
+        """Input position up to which the worker has delivered output (for tests and stats)."""
+        return self.out_ring.end
+
+    # --- audio callbacks (real-time: copies only) --------------------------------------------------
+
+    def process(self, indata: np.ndarray, outdata: np.ndarray, *, input_latency: float | None = None,
+                output_latency: float | None = None) -> None:
+        """Duplex callback: `indata` float32[n] in, `outdata` float32[n] out, one clock."""
+        self._main = self._duplex
+        self.push(indata, input_latency=input_latency)
+        late, _ = self._duplex.pull(outdata, 0.0)
+        self._after_pull(outdata, late, output_latency)
+
+    def push(self, indata: np.ndarray, *, now: float | None = None, input_latency: float | None = None) -> None:
+        """Input callback: append float32[n] (NaN/inf become 0)."""
+        n = len(indata)
+        pos = self.in_ring.end
+        ms = float(np.dot(indata, indata)) / max(n, 1)
+        self.in_ring.write(indata)
+        if not math.isfinite(ms):
+            self._sanitize_input(pos, n)
+            ms = 0.0
+        self._in_ms = max(ms, self._in_ms * 0.9)
+        self._last_in_pos = pos
+        self._last_in_time = time.perf_counter() if now is None else now
+        if input_latency is not None and 0.0 <= input_latency < 2.0:
+            self._in_lat.add(input_latency)
+        self._wake.set()
+
+    def pull(self, outdata: np.ndarray, *, monitor: bool = False, now: float | None = None,
+             output_latency: float | None = None) -> None:
+        """Output callback of a split stream (`monitor=True`: the monitor stream's own reader)."""
+        reader = self._readers[1 if monitor else 0]
+        t = time.perf_counter() if now is None else now
+        late, pos = reader.pull(outdata, t)
+        if monitor:
+            np.clip(outdata, -1.0, 1.0, out=outdata)
+            return
+        self._main = reader
+        if reader.anchor is not None and t >= reader.settle_until:
+            # Where the input stream was at this instant, minus where this output reads from.
+            in_now = self._last_in_pos + (t - self._last_in_time) * self.rate
+            self._queue.add(in_now - (reader.pos - len(outdata) + reader.anchor))
+        self._after_pull(outdata, late, output_latency)
+
+    def _after_pull(self, outdata: np.ndarray, late: int, output_latency: float | None) -> None:
+        np.clip(outdata, -1.0, 1.0, out=outdata)
+        if late:
+            self.underruns += 1
+            self.late_samples += late
+        n = len(outdata)
+        self._out_ms = max(float(np.dot(outdata, outdata)) / max(n, 1), self._out_ms * 0.9)
+        if output_latency is not None and 0.0 <= output_latency < 2.0:
+            self._out_lat.add(output_latency)
+
+    def _sanitize_input(self, pos: int, n: int) -> None:
+        """Rare path (a driver delivered NaN/inf): zero them in place in the ring."""
+        ring = self.in_ring
+        for lo, hi in ((pos % ring.capacity, min(pos % ring.capacity + n, ring.capacity)),
+                       (0, max(0, pos % ring.capacity + n - ring.capacity))):
+            np.nan_to_num(ring._data[lo:hi], copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+    # --- worker thread ------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        batch = max(4 * self.max_frames, 4 * self.chunk) // self.chunk * self.chunk   # whole chunks only
+        block = np.zeros(batch, np.float32)
+        acc_t, acc_n, stale = 0.0, 0, 0
+        try:
+            while not self._stop.is_set():
+                self._apply_updates()
+                self._wake.clear()
+                k = self._work_pos
+                avail = self.in_ring.end - k
+                if avail < self.chunk:
+                    self._wake.wait(0.05)
+                    continue
+                skipped_to = self._catch_up(k)
+                if skipped_to != k:
+                    # The converter's first latency() samples after a jump still hold pre-jump audio:
+                    # leave them out so the output fades from the fill into clean, aligned audio.
+                    k, stale = skipped_to, self.converter_latency
+                n = min((self.in_ring.end - k) // self.chunk * self.chunk, len(block))
+                if n <= 0:
+                    continue
+                x = block[:n]
+                self.in_ring.read_into(k, x)
+                t0 = time.perf_counter()
+                y = np.asarray(self.converter.process(x), dtype=np.float32)
+                acc_t += time.perf_counter() - t0
+                if y.shape != (n,):
+                    raise RuntimeError(f"the converter returned {y.shape} samples for {n}")
+                if not np.isfinite(y).all():
+                    y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
+                drop = min(stale, n)
+                stale -= drop
+                if drop < n:
+                    self.out_ring.write_at(k + drop, y[drop:])
+                self._work_pos = k + n
+                acc_n += n
+                if acc_n >= self.block_size:
+                    blocks = acc_n // self.block_size
+                    for _ in range(min(blocks, 4)):
+                        self._compute.add(acc_t / blocks)
+                    self.blocks_processed += blocks
+                    acc_t, acc_n = acc_t * (acc_n % self.block_size) / acc_n, acc_n % self.block_size
+        except Exception as exc:  # noqa: BLE001 - any failure of the voice ends the session with a reason
+            self.fault = f"The voice stopped working: {type(exc).__name__}: {exc}"
+
+    def _apply_updates(self) -> None:
+        while True:
+            try:
+                changes = self._updates.get_nowait()
+            except queue.Empty:
+                return
+            changes = {k: v for k, v in changes.items() if k != "late_fill"}
+            if changes:
+                self.converter.update(**changes)
+
+    def _catch_up(self, k: int) -> int:
+        """After a long stall, jump over input whose output could only be stale (keeps positions)."""
+        reader = self._main
+        if reader is None or (not reader.locked and reader.anchor is None):
+            return max(k, self.in_ring.oldest)
+        behind = reader.next_abs() - k
+        if behind > self.block_size + self.chunk or k < self.in_ring.oldest:
+            # Restart from the newest complete chunk: its output has the whole prefill to arrive in time.
+            target = k + (self.in_ring.end - self.chunk - k) // self.chunk * self.chunk
+            if target > k:
+                self.skipped += target - k
+                return target
+        return k
+
+    # --- statistics (any thread) -------------------------------------------------------------------
+
+    def stats(self) -> RunnerStats:
+        reader = self._main
+        depth = 0 if reader is None else max(0, self.out_ring.end - reader.next_abs())
+        in_lat, out_lat, q = (w.percentile(50) for w in (self._in_lat, self._out_lat, self._queue))
+        if reader is not None and reader.locked:
+            q = 0.0                       # duplex: input and output share one position counter
+        return RunnerStats(
+            blocks_processed=self.blocks_processed,
+            compute_p50_ms=_ms(self._compute.percentile(50)), compute_p99_ms=_ms(self._compute.percentile(99)),
+            block_budget_ms=1000.0 * self.budget / self.rate,
+            underruns=self.underruns, late_samples=self.late_samples, queue_depth=int(depth),
+            input_backlog=int(self.in_ring.end - self._work_pos), skipped_samples=self.skipped,
+            resyncs=self.resyncs,
+            input_latency_ms=_ms(in_lat), output_latency_ms=_ms(out_lat),
+            queue_ms=None if q is None else 1000.0 * q / self.rate,
+            input_level_db=_db(self._in_ms), output_level_db=_db(self._out_ms), fault=self.fault)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else 1000.0 * seconds
