@@ -32,9 +32,10 @@ def passthrough(settings: Settings) -> DspCore:
 
 
 # Voices to run end to end, with seconds of audio: a voice is a spec ("builtin:dsp", a voice-pack
-# folder) or a core factory. The passthrough run is the long zero-underrun run (>= 20 s); add the
-# ONNX pack case here, e.g. pytest.param(str(pack_folder), 8.0, id="onnx").
-VOICES = [pytest.param(passthrough, 21.0, id="passthrough"), pytest.param("builtin:dsp", 10.0, id="dsp")]
+# folder), a core factory, or "fixture:NAME" for a voice pack made by a conftest fixture. The
+# passthrough run is the long zero-underrun run (>= 20 s).
+VOICES = [pytest.param(passthrough, 21.0, id="passthrough"), pytest.param("builtin:dsp", 10.0, id="dsp"),
+          pytest.param("fixture:ppg_pack", 8.0, id="onnx")]
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +133,9 @@ def measure(meter: np.ndarray, rec_in: np.ndarray, voice) -> tuple[np.ndarray, n
 
 
 @pytest.mark.parametrize("voice, seconds", VOICES)
-def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, seconds):
+def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, seconds, request):
+    if isinstance(voice, str) and voice.startswith("fixture:"):
+        voice = str(request.getfixturevalue(voice.split(":", 1)[1]))
     x = voiced(seconds)
     meter, st, session = run_through_engine(pulse, tmp_path, voice, x, record_dir=tmp_path / "rec")
     assert st.state == "running" and st.error is None
