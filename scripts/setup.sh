@@ -34,19 +34,22 @@ if [ -z "$python" ]; then
 fi
 [ -d .venv ] || "$python" -m venv .venv
 pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+quiet_pip() {  # pip on some mirrors warns once per package about an unused local index: keep real errors
+  "${pip[@]}" "$@" 2> >(grep -v "^WARNING: Location '" >&2)
+}
 
 stamp=".venv/.setup-$mode-$(sha256sum pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   if [ "$mode" = dev ]; then
     # Pin the CPU wheel: an unpinned torch pulls a multi-GB CUDA build (users with a GPU may do that).
-    "${pip[@]}" torch==2.13.0
-    "${pip[@]}" -e '.[export,dev]'
+    quiet_pip torch==2.13.0
+    quiet_pip -e '.[export,dev]'
     # torchfcpe asks for torchaudio, whose compiled part does not load with torch 2.13; FCPE itself
     # needs only einops + local-attention (in the export extra). models/_torchaudio_shim.py covers
     # the one import it makes.
-    "${pip[@]}" --no-deps torchfcpe==0.0.4
+    quiet_pip --no-deps torchfcpe==0.0.4
   else
-    "${pip[@]}" -e .
+    quiet_pip -e .
   fi
   touch "$stamp"
 fi
