@@ -201,9 +201,15 @@ def _pulse_device(target: str, kind: Kind, usable: list[DeviceInfo]) -> DeviceIn
     if base is None:
         raise DeviceError(f"pulse:{target} needs the ALSA 'pulse' device, which PortAudio does not list. Install "
                           "libasound2-plugins and make sure PulseAudio or PipeWire (pipewire-pulse) is running.")
+    # The ALSA `pulse` device reports a generic default (often 44.1 kHz); the sink/source itself has
+    # a real rate, and running at it avoids a resampler in the server (and, measured, a null sink
+    # with no other client stalling at the mismatched rate).
+    from engine.virtual_cable import pulse_devices
+
+    own = next((d.default_samplerate for d in pulse_devices() if d.pulse_target == target), None)
     return DeviceInfo(index=base.index, name=f"{PULSE_PREFIX}{target}", hostapi=base.hostapi,
                       max_input_channels=base.max_input_channels, max_output_channels=base.max_output_channels,
-                      default_samplerate=base.default_samplerate,
+                      default_samplerate=own or base.default_samplerate,
                       default_low_input_latency=base.default_low_input_latency,
                       default_low_output_latency=base.default_low_output_latency, pulse_target=target)
 

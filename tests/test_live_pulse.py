@@ -248,3 +248,12 @@ def test_unplugged_output_stops_cleanly_and_restarts(pulse, tmp_path):
         rec.proc.kill()
         session.stop()
     assert events[-1][0] == "stopped"
+
+
+def test_pulse_targets_run_at_their_own_rate(pulse):
+    """The ALSA `pulse` device says 44.1 kHz; the null sinks run at 48 kHz, and so must the streams
+    (at the generic rate an idle null sink stalled and the session stopped)."""
+    from engine.audio_io import SoundDeviceBackend, plan_streams
+
+    plan = plan_streams(SoundDeviceBackend(), input="pulse:vc_in.monitor", output="pulse:vc_out")
+    assert plan.rate == RATE
