@@ -18,7 +18,7 @@ import math
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from PyQt6.QtCore import QObject, QTimer, pyqtSignal, pyqtSlot
 
 from app.settings_store import BUILTIN_VOICE, AppConfig, DeviceRef
 from app.voice_import import VoiceImportError, import_voice_zip
+from engine.devices import DeviceInfo as EngineDeviceInfo
 from engine.settings import LIVE_SAFE
 
 #: Readout polling period. 50 ms = 20 updates/s: meters look fluid, cost is negligible.
@@ -36,18 +37,10 @@ SILENCE_DB = -120.0
 
 # --- plain values the panels consume ----------------------------------------------------------------
 @dataclass(frozen=True)
-class DeviceInfo:
-    """One audio device as listed to the user."""
+class DeviceInfo(EngineDeviceInfo):
+    """One audio device as listed to the user: the engine's description plus what the app marks."""
 
-    index: int
-    name: str
-    hostapi: str
-    max_input_channels: int
-    max_output_channels: int
-    default_samplerate: float
     is_virtual: bool = False       # a virtual cable end (VB-Cable, BlackHole, PulseAudio null sink…)
-    is_default_input: bool = False
-    is_default_output: bool = False
     is_suggested_output: bool = False  # the cable side to play into (engine.virtual_cable.suggest_output)
 
     @property
@@ -150,11 +143,8 @@ class EngineAdapter:
         virtual = {(d.name, d.hostapi) for d in virtual_cable.find_virtual_devices(found)}
         suggested = virtual_cable.suggest_output(found)
         return [
-            DeviceInfo(index=d.index, name=d.name, hostapi=d.hostapi,
-                       max_input_channels=d.max_input_channels, max_output_channels=d.max_output_channels,
-                       default_samplerate=float(d.default_samplerate),
+            DeviceInfo(**{f.name: getattr(d, f.name) for f in fields(EngineDeviceInfo)},
                        is_virtual=(d.name, d.hostapi) in virtual,
-                       is_default_input=d.is_default_input, is_default_output=d.is_default_output,
                        is_suggested_output=suggested is not None and (d.name, d.hostapi) == (suggested.name,
                                                                                               suggested.hostapi))
             for d in found
