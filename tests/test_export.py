@@ -141,3 +141,21 @@ def test_fcpe_pack_tracks_pitch_in_the_engine(tmp_path: Path) -> None:
     y = np.concatenate([core.process(x[i:i + 960]) for i in range(0, len(x), 960)])
     f0 = core._f0.read(40, 300)
     assert np.all(np.abs(1200 * np.log2(f0 / 330)) < 20) and np.isfinite(y).all()
+
+
+def test_manifest_shapes_must_match_the_graphs(ppg_pack: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from engine.voicepack import VoicePackError
+
+    pack = tmp_path / "pack"
+    shutil.copytree(ppg_pack, pack)
+    data = json.loads((pack / "voice.json").read_text())
+    data["networks"]["decoder"]["inputs"][0]["shape"] = [1, "frames", 65]   # the graph takes 64
+    (pack / "voice.json").write_text(json.dumps(data))
+    with pytest.raises(VoicePackError, match=r"decoder.onnx input 'units' has shape .*64.*the manifest says .*65"):
+        load_voice(str(pack), Settings(), prefer=("cpu",))
+    data["networks"]["decoder"]["inputs"][0]["name"] = "features"
+    (pack / "voice.json").write_text(json.dumps(data))
+    with pytest.raises(VoicePackError, match="decoder.onnx has no input named 'features'"):
+        load_voice(str(pack), Settings(), prefer=("cpu",))
