@@ -95,6 +95,13 @@ class LiveStats:
     notes: tuple[str, ...] = ()
 
 
+def _compute_budget(cfg: SessionConfig, rate: int, block: int) -> int:
+    """Device samples a block may take to convert: the config's override, else the setting
+    (`Settings.compute_budget_ms`, 0 = one block)."""
+    ms = cfg.compute_budget_ms if cfg.compute_budget_ms is not None else cfg.settings.compute_budget_ms
+    return ms_to_samples(ms, rate) if ms else block
+
+
 def core_factory(voice: VoiceSpec) -> Callable[[Settings], VoiceCore]:
     """`Settings -> VoiceCore` for a voice spec (what `Converter` takes); callables pass through."""
     if callable(voice):
@@ -181,7 +188,7 @@ class LiveSession:
         converter.reset()
         s = cfg.settings
         block = ms_to_samples(s.block_ms, plan.rate)
-        budget = block if cfg.compute_budget_ms is None else ms_to_samples(cfg.compute_budget_ms, plan.rate)
+        budget = _compute_budget(cfg, plan.rate, block)
         runner = RealtimeRunner(converter, block, sample_rate=plan.rate, chunk=block, callback_frames=plan.frames,
                                 budget=budget, late_fill=s.late_fill, max_frames=max(16384, 8 * plan.frames))
         recorder = None
@@ -298,7 +305,7 @@ class LiveSession:
     def _breakdown(self, cfg: SessionConfig, plan: StreamPlan, conv: Converter, lat_in: float, lat_out: float,
                    queue: int) -> LatencyBreakdown:
         block = ms_to_samples(cfg.settings.block_ms, plan.rate)
-        budget = block if cfg.compute_budget_ms is None else ms_to_samples(cfg.compute_budget_ms, plan.rate)
+        budget = _compute_budget(cfg, plan.rate, block)
         alg = dataclasses.replace(conv.latency_breakdown(), block=block)
         margin = plan.frames + budget + (queue if not plan.duplex else 0)
         return end_to_end(alg, max(0.0, lat_in), max(0.0, lat_out), queue_prefill=margin)

@@ -19,6 +19,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "lookahead_ms": (0.0, 200.0),
     "crossfade_ms": (0.0, 100.0),
     "context_ms": (0.0, 3000.0),
+    "compute_budget_ms": (0.0, 500.0),
     "pitch": (-24.0, 24.0),
     "gate_db": (-120.0, 0.0),
     "gate_hold_ms": (0.0, 2000.0),
@@ -39,6 +40,10 @@ class Settings:
     lookahead_ms: float = 40.0
     crossfade_ms: float = 20.0
     context_ms: float = 500.0        # past audio the content encoder sees (compute only, not latency)
+    # How late a block's conversion may finish and still play on time; part of the delay.
+    # 0 = one block: safe whenever converting a block takes less than its duration. A machine that
+    # converts a block in a fraction of it can use less (watch the dropout counter).
+    compute_budget_ms: float = 0.0
     pitch: float = 0.0
     speaker: int = 0
     gate_db: float = -60.0           # -120 = gate off

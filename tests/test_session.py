@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import threading
 
+import dataclasses
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -222,3 +224,21 @@ def test_cli_runs_prints_status_and_stops(capsys):
     assert "No input device is called 'nope'" in capsys.readouterr().err
     assert live.main(["--block-ms", "5"]) == 2
     assert "block_ms must be between" in capsys.readouterr().err
+
+
+def test_a_smaller_compute_budget_is_exactly_less_latency_and_still_plays():
+    """The budget is the runner's margin for compute: a fast voice can run with 20 ms instead of a
+    whole 80 ms block, and the delay drops by exactly the difference."""
+    x = voiced(3.0)
+    be = SimulatedBackend(x)
+    s = LiveSession(be)
+    safe = SessionConfig(input_device="Sim Cable", output_device="Sim Cable", voice=passthrough, settings=OPEN)
+    fast = dataclasses.replace(safe, settings=OPEN.with_changes(compute_budget_ms=20.0))
+    assert s.estimate_latency(safe).total - s.estimate_latency(fast).total == int(0.060 * RATE)
+    s.start(fast)
+    be.wait_clock(int(2.5 * RATE))
+    st = s.stats()
+    s.stop()
+    assert st.underruns == 0 and st.latency.compute_margin == 480 + 960
+    y = be.played["Sim Cable"][:len(x)]
+    assert lag_of(y, x, RATE) + round(0.015 * RATE) == pytest.approx(st.latency.total, abs=2)

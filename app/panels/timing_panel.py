@@ -41,6 +41,10 @@ class TimingPanel(QGroupBox):
         self.lookahead = _spin(0, 200, 5, "Future audio the voice model may listen to. Better consonants, "
                                           "more delay.")
         self.crossfade = _spin(0, 100, 5, "Overlap used to join blocks without clicks. Part of the delay.")
+        self.budget = _spin(0, 500, 5, "How long converting one block may take and still play on time. Part of "
+                                       "the delay. If 'Compute per block' stays far below the block, lower it; "
+                                       "if dropouts appear, raise it.")
+        self.budget.setSpecialValueText("1 block (safe)")
         self.estimate = QLabel("Estimated delay: —")
         self.estimate.setObjectName("latencyEstimate")
         self.estimate.setStyleSheet("font-size: 16pt; font-weight: bold;")
@@ -56,6 +60,7 @@ class TimingPanel(QGroupBox):
         form.addRow("Block", self.block)
         form.addRow("Lookahead", self.lookahead)
         form.addRow("Crossfade", self.crossfade)
+        form.addRow("Compute budget", self.budget)
         form.addRow(self.estimate)
         form.addRow(self.detail)
         form.addRow(self.explain)
@@ -63,13 +68,15 @@ class TimingPanel(QGroupBox):
         self.block.valueChanged.connect(lambda v: bridge.set_settings(block_ms=float(v)))
         self.lookahead.valueChanged.connect(lambda v: bridge.set_settings(lookahead_ms=float(v)))
         self.crossfade.valueChanged.connect(lambda v: bridge.set_settings(crossfade_ms=float(v)))
+        self.budget.valueChanged.connect(lambda v: bridge.set_settings(compute_budget_ms=float(v)))
         bridge.configChanged.connect(self._on_config)
         bridge.latencyEstimated.connect(self._on_estimate)
         bridge.readoutsUpdated.connect(self._on_readouts)
 
     def _on_config(self, config: AppConfig) -> None:
         for spin, value in ((self.block, config.settings.block_ms), (self.lookahead, config.settings.lookahead_ms),
-                            (self.crossfade, config.settings.crossfade_ms)):
+                            (self.crossfade, config.settings.crossfade_ms),
+                            (self.budget, config.settings.compute_budget_ms)):
             spin.blockSignals(True)
             spin.setValue(round(value))
             spin.blockSignals(False)
