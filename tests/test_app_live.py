@@ -91,3 +91,22 @@ def test_builtin_speakers_are_named(qtbot, live) -> None:
     combo = window.voice_panel.speaker_combo
     names = [combo.itemText(i) for i in range(combo.count())]
     assert names and all(name.isidentifier() for name in names), names
+
+
+def test_an_exported_voice_pack_runs_in_the_window(qtbot, live, ppg_pack) -> None:
+    """A real voice pack (exported from official-layout checkpoints): its speakers are listed, the
+    delay estimate includes its lookahead, and it converts on the simulated sound card."""
+    window, backend = live
+    assert window.bridge.set_voice(str(ppg_pack))
+    combo = window.voice_panel.speaker_combo
+    qtbot.waitUntil(lambda: [combo.itemText(i) for i in range(combo.count())] == ["singer0", "singer1"],
+                    timeout=5000)
+    timing = window.timing_panel
+    qtbot.waitUntil(lambda: "lookahead" in timing.detail.text(), timeout=20000)
+    window.start_button.click()
+    qtbot.waitUntil(lambda: window.bridge.state == "running", timeout=20000)
+    qtbot.waitUntil(lambda: window.readouts_panel.output_meter.level_db > -60, timeout=10000)
+    assert window.readouts_panel.provider.text().startswith("Provider: CPU")
+    window.start_button.click()
+    qtbot.waitUntil(lambda: window.bridge.state == "stopped", timeout=10000)
+    assert np.abs(backend.played["Sim Cable"]).max() > 0.001
