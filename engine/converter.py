@@ -119,15 +119,15 @@ class Converter:
         """Change settings. Live-safe ones apply at the next sample; others rebuild the voice."""
         new = self.settings.with_changes(**changes)
         with self._lock:
-            if Settings.needs_restart(changes):
+            if Settings.needs_new_voice(changes):
                 self.settings = new
                 self._build()
                 return
+            if "speaker" in changes:
+                self.core.set_speaker(new.speaker)   # raises for a speaker the voice lacks: nothing changed
             self.settings = new
             if "pitch" in changes:
                 self.core.set_pitch(new.pitch)
-            if "speaker" in changes:
-                self.core.set_speaker(new.speaker)
             if {"gate_db", "gate_hold_ms", "gate_release_ms"} & set(changes):
                 self._gate.update(threshold_db=new.gate_db, hold_ms=new.gate_hold_ms,
                                   release_ms=new.gate_release_ms)

@@ -7,8 +7,9 @@ independent of how the input was chunked:
   value is *final* once the audio its extractor needs exists, *provisional* before that (then it is
   recomputed next block);
 - the decoder's noise is drawn by absolute frame and the vocoder's source noise by absolute sample
-  (`PositionLockedNoise`), and the vocoder's harmonic phase at the start of each window comes from a
-  per-frame phase track, so a frame gets the same noise and phase however the audio was chunked;
+  (`PositionLockedNoise`), and the vocoder's harmonic phase is carried: the phase at the first
+  committed-but-not-yet-played frame is kept and each window starts from it, counted back over the
+  window's left context, so a frame gets the same noise and phase however the audio was chunked;
 - each block, the decoder runs on the frames the vocoder needs plus the decoder's receptive field,
   and the vocoder on the new frames plus its receptive field, with sizes read from the manifest.
 
@@ -121,8 +122,7 @@ class NeuralCore:
         self._volume_final = 0
         self._units = History(keep // self.content_hop // 2 + 8, self.content_width)
         self._units_final = 0
-        self._phase = History(frames_keep, self.n_harmonics, dtype=np.float64)  # phase at frame start
-        self._phase.append(np.zeros((1, self.n_harmonics)))
+        self._phase_done = np.zeros(self.n_harmonics)   # harmonic phase (cycles) at the start of frame `done`
         self._out = History(keep)
         self._tail = np.zeros(0, dtype=np.float32)  # provisional audio after the committed frames
         self._done_frames = 0                       # frames of audio committed to `_out`
@@ -150,7 +150,7 @@ class NeuralCore:
         for history in (self._audio, self._out):
             history.reserve(samples)
         self._audio16.reserve(samples * CONTENT_RATE // SAMPLE_RATE)
-        for history in (self._f0, self._volume, self._phase):
+        for history in (self._f0, self._volume):
             history.reserve(frames)
         self._units.reserve(samples * CONTENT_RATE // SAMPLE_RATE // self.content_hop + 8)
 
@@ -270,7 +270,13 @@ class NeuralCore:
         mel = decoder.run({k: v for k, v in feats.items() if k in decoder.input_names})[0][0]
         mel = mel[voc_start - dec_start: voc_stop - dec_start]
         f0 = feats["f0"][0, voc_start - dec_start: voc_stop - dec_start]
-        phase = self._phase.read(voc_start, voc_start + 1) if voc_start >= 0 else np.zeros((1, self.n_harmonics))
+        # The harmonic phase at `voc_start`, counted back from the committed phase at `done` with the
+        # F0 used now: the new audio then reaches `done` in exactly the phase the committed audio
+        # left off with, even when the F0 of the context frames changed since (a pitch change, a
+        # provisional F0 that became final). With exact lookahead this equals the forward track.
+        steps = np.arange(1, self.n_harmonics + 1) * HOP / SAMPLE_RATE
+        back = (f0[: done - voc_start, None].astype(np.float64) * steps[None, :]).sum(axis=0)
+        phase = np.mod(self._phase_done - back, 1.0)[None]
         noise = self._source_noise.take(voc_start * HOP, voc_stop * HOP)
         audio = self.sessions["vocoder"].run({
             "mel": mel[None].astype(np.float32),
@@ -283,13 +289,11 @@ class NeuralCore:
         committed = (target - done) * HOP
         fresh = self._join(fresh, committed)
         self._out.write(done * HOP, fresh[:committed])
-        self._tail = fresh[committed:].copy()
-        # Advance the phase track over the committed frames with the F0 they were voiced with.
-        steps = np.arange(1, self.n_harmonics + 1) * HOP / SAMPLE_RATE
-        f0_committed = f0[done - voc_start: target - voc_start].astype(np.float64)
-        start_phase = self._phase.read(done, done + 1)[0] if done >= 0 else np.zeros(self.n_harmonics)
-        increments = np.cumsum(f0_committed[:, None] * steps[None, :], axis=0)
-        self._phase.write(done + 1, np.mod(start_phase[None, :] + increments, 1.0))
+        # Only the crossfade's worth of provisional audio is kept: frames further on lack context.
+        self._tail = fresh[committed: committed + xf * HOP].copy()
+        # Advance the committed phase over the committed frames with the F0 they were voiced with.
+        f0_committed = f0[done - voc_start: target - voc_start, None].astype(np.float64)
+        self._phase_done = np.mod(self._phase_done + (f0_committed * steps[None, :]).sum(axis=0), 1.0)
         self._done_frames = target
 
     def _join(self, fresh: np.ndarray, committed: int) -> np.ndarray:

@@ -235,6 +235,13 @@ class LiveSession:
         with self._lock:
             cfg = self._cfg or SessionConfig()
             new_settings = cfg.settings.with_changes(**changes)
+            if "speaker" in changes and not callable(cfg.voice):
+                from engine.voices import describe
+
+                speakers = describe(str(cfg.voice)).speakers
+                if new_settings.speaker not in speakers.values():
+                    raise ValueError(f"speaker {new_settings.speaker} does not exist in this voice (it has "
+                                     + ", ".join(f"{name}={idx}" for name, idx in speakers.items()) + ")")
             self._cfg = dataclasses.replace(cfg, settings=new_settings)
             if not self.running:
                 return
@@ -277,7 +284,7 @@ class LiveSession:
     @staticmethod
     def _key(cfg: SessionConfig, rate: int) -> tuple:
         restart_fields = tuple((f.name, getattr(cfg.settings, f.name)) for f in dataclasses.fields(cfg.settings)
-                               if Settings.needs_restart({f.name: None}))
+                               if Settings.needs_new_voice({f.name: None}))
         return (id(cfg.voice) if callable(cfg.voice) else cfg.voice, rate, restart_fields)
 
     def _converter_for(self, cfg: SessionConfig, rate: int) -> Converter:

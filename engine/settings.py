@@ -14,6 +14,10 @@ LIVE_SAFE = frozenset(
      "output_gain_db", "monitor_gain_db", "bypass", "late_fill"}
 )
 
+#: Settings only the live runner uses (buffering); changing them restarts the audio streams but
+#: keeps the voice and its open sessions.
+RUNNER_ONLY = frozenset({"block_ms", "compute_budget_ms"})
+
 _RANGES: dict[str, tuple[float, float]] = {
     "block_ms": (10.0, 500.0),
     "lookahead_ms": (0.0, 200.0),
@@ -75,5 +79,10 @@ class Settings:
 
     @staticmethod
     def needs_restart(changes: dict[str, Any]) -> bool:
-        """True when applying `changes` requires rebuilding the converter."""
+        """True when applying `changes` requires restarting the audio (runner and/or voice)."""
         return any(name not in LIVE_SAFE for name in changes)
+
+    @staticmethod
+    def needs_new_voice(changes: dict[str, Any]) -> bool:
+        """True when applying `changes` requires rebuilding the voice (lookahead, crossfade, …)."""
+        return any(name not in LIVE_SAFE and name not in RUNNER_ONLY for name in changes)

@@ -178,6 +178,10 @@ def _network(name: str, data: Any, folder: Path) -> NetworkSpec:
     sha = _require(data, "sha256", str, where)
     if len(sha) != 64:
         raise VoicePackError(f"{where}: sha256 must be 64 hex digits")
+    params, precision, extra = data.get("params", 0), data.get("precision", "fp32"), data.get("extra", {})
+    if not (isinstance(params, int) and not isinstance(params, bool)) or not isinstance(precision, str) \
+            or not isinstance(extra, dict):
+        raise VoicePackError(f"{where}: params must be an integer, precision a string and extra an object")
     return NetworkSpec(
         file=file,
         sha256=sha,
@@ -186,9 +190,9 @@ def _network(name: str, data: Any, folder: Path) -> NetworkSpec:
         outputs=_tensors(data.get("outputs"), f"{where}.outputs"),
         receptive_field=rf,
         frame_unit=_require(data, "frame_unit", str, where),
-        params=int(data.get("params", 0)),
-        precision=str(data.get("precision", "fp32")),
-        extra=dict(data.get("extra", {})),
+        params=params,
+        precision=precision,
+        extra=dict(extra),
     )
 
 
@@ -231,6 +235,9 @@ def _parse(data: Any, folder: Path) -> VoiceManifest:
     method = _require(f0, "method", str, "f0")
     if method == "fcpe" and "pitch" not in networks_raw:
         raise VoicePackError("f0.method is 'fcpe' but the pack has no pitch network")
+    for key in ("verification", "source"):
+        if not isinstance(data.get(key, {}), dict):
+            raise VoicePackError(f"{MANIFEST_NAME}: field '{key}' must be an object")
     return VoiceManifest(
         name=_require(data, "name", str, MANIFEST_NAME),
         speakers=dict(speakers),

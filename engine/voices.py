@@ -129,6 +129,10 @@ def load_voice(spec: str, settings: Settings, prefer: Sequence[str] = ("tensorrt
     core = NeuralCore(manifest, sessions, lookahead_frames=frames(settings.lookahead_ms),
                       crossfade_frames=frames(settings.crossfade_ms), context_ms=settings.context_ms,
                       pitch=settings.pitch, speaker=settings.speaker)
-    core.process(np.zeros(SAMPLE_RATE // 4, dtype=np.float32))  # warm-up: first live block is not slow
+    # Warm-up with the shapes live blocks will have (a TensorRT engine is built per input shape
+    # range): the first block is larger (it fills the context), then blocks of the live size.
+    block = max(HOP, int(round(settings.block_ms * SAMPLE_RATE / 1000)))
+    for size in (SAMPLE_RATE // 4, block, block, block):
+        core.process(np.zeros(size, dtype=np.float32))
     core.reset()
     return core

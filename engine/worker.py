@@ -131,6 +131,17 @@ class SampleRing:
             out[first:] = self._data[:n - first]
 
 
+_ONE = np.float32(1.0)
+_MINUS_ONE = np.float32(-1.0)
+
+
+def _clip_unit(x: np.ndarray) -> None:
+    """Clip to [-1, 1] in place; ufuncs with float32 scalars allocate nothing (np.clip with Python
+    floats did, ~120 bytes a call, in the audio callback)."""
+    np.minimum(x, _ONE, out=x)
+    np.maximum(x, _MINUS_ONE, out=x)
+
+
 class _Reader:
     """One output stream's view of the output ring: its anchor, late fill and crossfade state."""
 
@@ -144,6 +155,7 @@ class _Reader:
         self.lag_avg = 0.0            # split: smoothed input-vs-output offset, for drift detection
         self.settle_until = 0.0
         self.last_pull = 0.0
+        self.jumped = False           # a drift resync moved the read position: fade across the jump
         m = runner.max_frames
         self._wet = np.zeros(m, np.float32)
         self._fill = np.zeros(m, np.float32)
@@ -174,6 +186,12 @@ class _Reader:
         pos = self.next_abs()
         ring = r.out_ring
         a = ring.available(pos, n)
+        dip = self.jumped
+        if dip:
+            # Play this callback as if late (fade out, holding the last sample), and fade back in at
+            # the new position next callback: a drift resync is a short dip, never a step. It is
+            # not a late block, so it is not counted as an underrun.
+            a, self.jumped = 0, False
         wet, fill, g = self._wet[:n], self._fill[:n], self._g[:n]
         ring.read_into(pos, wet[:a])
         late = n - a
@@ -199,7 +217,7 @@ class _Reader:
         if late == 0:
             self.last = float(wet[n - 1])
         self.pos += n
-        return late, pos
+        return (0 if dip else late), pos
 
     def _fill_with(self, pos: int, fill: np.ndarray) -> None:
         """What plays while the wet signal is missing: silence, or the input `latency()` earlier."""
@@ -233,6 +251,7 @@ class _Reader:
             shift = int(round(self.lag_avg - r.split_margin))
             self.anchor += shift          # the two clocks drifted apart: jump back to the fixed latency
             self.lag_avg -= shift
+            self.jumped = True
             r.resyncs += 1
         return True
 
@@ -338,6 +357,7 @@ class RealtimeRunner:
         self._last_in_time = 0.0
         self._work_pos = 0             # next input position the worker takes
         self.fault: str | None = None
+        self.refused_update: str | None = None   # the last live change the converter refused
         # worker plumbing
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -415,7 +435,7 @@ class RealtimeRunner:
         t = time.perf_counter() if now is None else now
         late, pos = reader.pull(outdata, t)
         if monitor:
-            np.clip(outdata, -1.0, 1.0, out=outdata)
+            _clip_unit(outdata)
             return
         self._main = reader
         if reader.anchor is not None and t >= reader.settle_until:
@@ -425,7 +445,7 @@ class RealtimeRunner:
         self._after_pull(outdata, late, output_latency)
 
     def _after_pull(self, outdata: np.ndarray, late: int, output_latency: float | None) -> None:
-        np.clip(outdata, -1.0, 1.0, out=outdata)
+        _clip_unit(outdata)
         if late:
             self.underruns += 1
             self.late_samples += late
@@ -496,7 +516,10 @@ class RealtimeRunner:
                 return
             changes = {k: v for k, v in changes.items() if k != "late_fill"}
             if changes:
-                self.converter.update(**changes)
+                try:
+                    self.converter.update(**changes)
+                except ValueError as exc:   # e.g. a speaker the voice lacks: refuse it, keep playing
+                    self.refused_update = str(exc)
 
     def _catch_up(self, k: int) -> int:
         """After a long stall, jump over input whose output could only be stale (keeps positions)."""

@@ -70,6 +70,20 @@ class GraphSpec:
             torch.onnx.export(module, args, str(path), dynamo=False, opset_version=opset,
                               input_names=list(self.input_names), output_names=list(self.output_names),
                               dynamic_axes=self.dynamic_axes)
+        _fix_output_batch(path)
+
+
+def _fix_output_batch(path: Path) -> None:
+    """The tracer names the outputs' batch axis after an op (e.g. `Addmel_dim_0`); it is always 1."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for output in model.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].Clear()
+            dims[0].dim_value = 1
+    onnx.save(model, str(path))
 
 
 def _clone(module: nn.Module) -> nn.Module:

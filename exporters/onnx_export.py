@@ -129,7 +129,9 @@ def export_pack(
     graphs = [decoder_graph(loaded.model), vocoder_graph(voc), content_graph(enc)]
     results: dict[str, parity.ParityResult] = {}
     networks: dict[str, NetworkSpec] = {}
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Staged beside the destination, so the final rename never crosses file systems.
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     try:
         for spec in graphs:
             precision = "fp16" if fp16 and spec.name in ("decoder", "content") else "fp32"
@@ -173,7 +175,6 @@ def export_pack(
         bar.update()
         if out.exists():
             shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
         staging.chmod(0o755)
         staging.rename(out)
     except BaseException:

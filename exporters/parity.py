@@ -56,6 +56,8 @@ def check(spec: GraphSpec, path: Path, precision: str = "fp32") -> ParityResult:
     try:
         session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - e.g. fp16 kernels missing on the CPU provider
+        if precision == "fp32":  # an fp32 graph the CPU cannot open is broken, not unverifiable
+            raise ParityError(f"{spec.name}.onnx cannot be opened by ONNX Runtime: {exc}") from exc
         result.note = f"not verified: the CPU provider cannot run it ({str(exc).splitlines()[0]})"
         return result
     graph_inputs = {i.name for i in session.get_inputs()}
@@ -66,9 +68,9 @@ def check(spec: GraphSpec, path: Path, precision: str = "fp32") -> ParityResult:
         feeds = {name: t.numpy() for name, t in zip(spec.input_names, inputs) if name in graph_inputs}
         try:
             got = session.run(list(spec.output_names), feeds)
-        except Exception as exc:  # noqa: BLE001
-            result.note = f"not verified: the CPU provider failed to run it ({str(exc).splitlines()[0]})"
-            return result
+        except Exception as exc:  # noqa: BLE001 - a graph that opens but fails to run is broken
+            raise ParityError(f"{spec.name}.onnx ({precision}) fails on an input of length {length}: "
+                              f"{str(exc).splitlines()[0]}") from exc
         for name, ref, value in zip(spec.output_names, expected, got):
             if ref.shape != value.shape:
                 raise ParityError(f"{spec.name}.onnx output {name!r} has shape {value.shape}, "

@@ -200,8 +200,9 @@ class FcpePitch(PitchExtractor):
 
         wav = _check_wav(wav_24k).astype(np.float32)
         wav16 = soxr.resample(wav, SAMPLE_RATE, FCPE_SAMPLE_RATE, quality="HQ")
-        # torchfcpe prints a warning for samples outside [-1, 1]; pitch does not care about clipping
-        wav16 = np.clip(wav16, -1.0, 1.0).astype(np.float32)
+        # No clipping: the engine's pitch.onnx sees the audio as it is, and the two must agree
+        # (clipping a loud voice changed FCPE's voicing and octave decisions).
+        wav16 = wav16.astype(np.float32)
         with torch.inference_mode():
             x = torch.from_numpy(wav16).to(self.device)[None, :, None]
             f0 = self.module(x, sr=FCPE_SAMPLE_RATE, decoder_mode="local_argmax", threshold=self.threshold)

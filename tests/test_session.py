@@ -242,3 +242,16 @@ def test_a_smaller_compute_budget_is_exactly_less_latency_and_still_plays():
     assert st.underruns == 0 and st.latency.compute_margin == 480 + 960
     y = be.played["Sim Cable"][:len(x)]
     assert lag_of(y, x, RATE) + round(0.015 * RATE) == pytest.approx(st.latency.total, abs=2)
+
+
+def test_a_speaker_the_voice_lacks_is_refused_and_audio_goes_on():
+    be = SimulatedBackend(voiced(4.0), speed=2.0)
+    s = LiveSession(be)
+    s.start(SessionConfig(input_device="Sim Cable", output_device="Sim Cable", voice="builtin:dsp", settings=OPEN))
+    with pytest.raises(ValueError, match="speaker 7 does not exist in this voice"):
+        s.update(speaker=7)
+    s.update(speaker=1)
+    be.wait_clock(int(1.5 * RATE))
+    st = s.stats()
+    s.stop()
+    assert st.state == "running" and st.error is None

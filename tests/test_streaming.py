@@ -152,6 +152,11 @@ def test_live_safe_updates_do_not_restart(ppg_pack: Path) -> None:
     conv.process(np.zeros(4800, np.float32))
     conv.update(pitch=5, speaker=1, output_gain_db=-3, bypass=True)
     assert len(opened) == 1
+    with pytest.raises(ValueError, match="speaker 5 does not exist"):
+        conv.update(speaker=5)
+    assert conv.settings.speaker == 1                      # a refused change changes nothing
+    conv.update(block_ms=40, compute_budget_ms=20)         # the runner's business: voice stays open
+    assert len(opened) == 1
     latency = conv.latency()
     conv.update(lookahead_ms=80)
     assert len(opened) == 2 and conv.latency() > latency

@@ -129,3 +129,15 @@ def test_copy_is_still_valid(pack: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(pack, copy)
     assert load_manifest(copy).name == "test"
+
+
+def test_malformed_optional_fields_are_pack_errors(pack: Path) -> None:
+    _edit(pack, lambda d: d["networks"]["decoder"].update(extra="abc"))
+    with pytest.raises(VoicePackError, match="networks.decoder: params must be an integer"):
+        load_manifest(pack)
+    _edit(pack, lambda d: (d["networks"]["decoder"].update(extra={}, params=None)))
+    with pytest.raises(VoicePackError, match="params must be an integer"):
+        load_manifest(pack)
+    _edit(pack, lambda d: (d["networks"]["decoder"].update(params=1), d.update(verification=[])))
+    with pytest.raises(VoicePackError, match="'verification' must be an object"):
+        load_manifest(pack)

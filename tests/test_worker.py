@@ -376,6 +376,31 @@ def test_split_streams_resync_when_clocks_drift():
     assert abs(st.queue_ms) < 70.0
 
 
+def test_drift_resync_is_a_dip_not_a_step():
+    """A resync moves the read position by milliseconds; the output fades across it instead of
+    jumping (a sine's largest sample-to-sample step stays that of the sine)."""
+    conv = DelayConverter(delay=0)
+    runner = RealtimeRunner(conv, block_size=480, sample_rate=RATE, chunk=480, callback_frames=480, settle_s=0.05)
+    runner.start()
+    n = 6 * RATE
+    x = (0.5 * np.sin(2 * np.pi * 440 * np.arange(n) / RATE)).astype(np.float32)
+    played = []
+    try:
+        for k in range(0, n, 480):
+            runner.push(x[k:k + 480], now=k / RATE)
+            wait_until(lambda: runner.processed_position >= k + 480)
+            for _ in range(2 if (k // 480) % 50 == 49 else 1):   # the output clock runs 2 % fast
+                out = np.zeros(480, np.float32)
+                runner.pull(out, now=k / RATE + 0.001)
+                played.append(out)
+    finally:
+        runner.stop()
+    assert runner.stats().resyncs >= 1
+    y = np.concatenate(played)[RATE:]
+    sine_step = 0.5 * 2 * np.pi * 440 / RATE
+    assert np.abs(np.diff(y)).max() <= 1.5 * sine_step
+
+
 def test_callbacks_allocate_no_sample_buffers():
     """The real-time path copies into preallocated memory: no frame-sized allocation, late or not."""
     import tracemalloc
