@@ -69,7 +69,23 @@ def _copy_out(storage: np.ndarray, start: int, out: np.ndarray) -> None:
         out[first:] = storage[: len(out) - first]
 
 
-class RingBuffer:
+class _Storage:
+    """Preallocated float32 frames `[capacity]` or `[capacity, channels]` shared by both rings."""
+
+    def __init__(self, capacity: int, channels: int | None) -> None:
+        self._buf = _storage(capacity, channels)
+        self._cap = self._buf.shape[0]
+
+    @property
+    def capacity(self) -> int:
+        return self._cap
+
+    @property
+    def channels(self) -> int | None:
+        return None if self._buf.ndim == 1 else self._buf.shape[1]
+
+
+class RingBuffer(_Storage):
     """Single-threaded FIFO of float32 frames with a fixed capacity.
 
     `write(x)` appends `x[n]` / `x[n, ch]`; when it does not fit, policy "raise" raises
@@ -83,20 +99,11 @@ class RingBuffer:
                  overflow: OverflowPolicy = "raise") -> None:
         if overflow not in ("raise", "drop_oldest"):
             raise ValueError(f"overflow must be 'raise' or 'drop_oldest', got {overflow!r}")
-        self._buf = _storage(capacity, channels)
-        self._cap = self._buf.shape[0]
+        super().__init__(capacity, channels)
         self._overflow = overflow
         self._start = 0      # physical index of the oldest frame
         self._count = 0      # frames buffered
         self.dropped = 0     # frames discarded by "drop_oldest" since construction/clear()
-
-    @property
-    def capacity(self) -> int:
-        return self._cap
-
-    @property
-    def channels(self) -> int | None:
-        return None if self._buf.ndim == 1 else self._buf.shape[1]
 
     def available(self) -> int:
         """Frames that can be read now."""
@@ -161,7 +168,7 @@ class RingBuffer:
         return n
 
 
-class SpscRing:
+class SpscRing(_Storage):
     """Lock-free single-producer/single-consumer FIFO (one audio callback + one worker thread).
 
     The producer only calls `write`/`free`; the consumer only calls `read`/`read_into`/`peek`/
@@ -184,18 +191,9 @@ class SpscRing:
     """
 
     def __init__(self, capacity: int, channels: int | None = None) -> None:
-        self._buf = _storage(capacity, channels)
-        self._cap = self._buf.shape[0]
+        super().__init__(capacity, channels)
         self._written = 0    # advanced by the producer only
         self._read = 0       # advanced by the consumer only
-
-    @property
-    def capacity(self) -> int:
-        return self._cap
-
-    @property
-    def channels(self) -> int | None:
-        return None if self._buf.ndim == 1 else self._buf.shape[1]
 
     # -- either side (a snapshot: exact for the calling side's own purpose) --------------------
     def available(self) -> int:
