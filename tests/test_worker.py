@@ -130,6 +130,21 @@ def test_any_callback_size_gives_exact_constant_delay(sizes):
     assert runner.stats().underruns == 0
 
 
+def drive_with_stall(runner: RealtimeRunner, conv, x: np.ndarray, stall: tuple[int, int]) -> np.ndarray:
+    """Drive the duplex callback while the converter (gated at `conv.gate_at`) is stuck until the
+    callback position reaches `stall[1]`; callbacks inside the stall do not wait for the worker."""
+    def wait(pos):
+        if pos >= stall[1]:
+            conv.gate.set()
+        return not (stall[0] <= pos < stall[1])
+
+    try:
+        return drive_duplex(runner, x, [480], wait=wait)
+    finally:
+        conv.gate.set()
+        runner.stop()
+
+
 def test_late_block_counts_underruns_and_keeps_the_offset():
     conv = DelayConverter(delay=200)
     runner = RealtimeRunner(conv, block_size=960, sample_rate=RATE, chunk=480, callback_frames=480)
@@ -138,16 +153,7 @@ def test_late_block_counts_underruns_and_keeps_the_offset():
     x = impulses(4 * RATE, every=2500)
     stuck = (48000 // 480 * 480, 48000 // 480 * 480 + 6 * 480)   # ... for 6 callbacks
 
-    def wait(pos):
-        if pos >= stuck[1]:
-            conv.gate.set()
-        return not (stuck[0] <= pos < stuck[1])
-
-    try:
-        y = drive_duplex(runner, x, [480], wait=wait)
-    finally:
-        conv.gate.set()
-        runner.stop()
+    y = drive_with_stall(runner, conv, x, stuck)
     st = runner.stats()
     assert st.underruns > 0 and st.late_samples > 0
     offs = offsets(y, x)
@@ -167,16 +173,7 @@ def test_long_stall_skips_stale_input_and_keeps_the_offset():
     x = impulses(5 * RATE, every=2500)
     stall = (24000, 24000 + RATE)                  # one second late: far more than the prefill
 
-    def wait(pos):
-        if pos >= stall[1]:
-            conv.gate.set()
-        return not (stall[0] <= pos < stall[1])
-
-    try:
-        y = drive_duplex(runner, x, [480], wait=wait)
-    finally:
-        conv.gate.set()
-        runner.stop()
+    y = drive_with_stall(runner, conv, x, stall)
     st = runner.stats()
     assert st.skipped_samples > 0 and st.underruns > 0
     d = runner.latency()

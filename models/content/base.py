@@ -6,11 +6,13 @@ samples gives `T_c = (N - window) // hop + 1` frames (0 when `N < window`).
 """
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import nn
 
 
-class ContentEncoder(nn.Module):
+class ContentEncoder(nn.Module, abc.ABC):
     """Base class: `forward(audio [B, N] float, 16 kHz) -> units [B, T_c, C]`.
 
     Subclasses set `kind` ('contentvec' | 'ppg') and `width` (C) and implement `forward` and
@@ -24,10 +26,10 @@ class ContentEncoder(nn.Module):
     window: int = 400
 
     @property
+    @abc.abstractmethod
     def receptive_field(self) -> tuple[int, int] | None:
         """(left, right) context in content frames that output frame `j` depends on beyond its own
         window, or None when unbounded (attention, utterance-level normalisation)."""
-        raise NotImplementedError
 
     def num_frames(self, n_samples: int) -> int:
         """T_c for an input of `n_samples` 16 kHz samples: `(N - window) // hop + 1`, 0 if N < window."""
@@ -50,6 +52,6 @@ class ContentEncoder(nn.Module):
                 f"{type(self).__name__} needs at least {self.window} samples (one {self.window}-sample "
                 f"window at {self.sample_rate} Hz), got {audio.shape[1]}")
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+    @abc.abstractmethod
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """audio [B, N] float at 16 kHz -> units [B, T_c, C]."""
-        raise NotImplementedError
