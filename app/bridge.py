@@ -26,7 +26,7 @@ from PyQt6.QtCore import QObject, QTimer, pyqtSignal, pyqtSlot
 
 from app.settings_store import BUILTIN_VOICE, AppConfig, DeviceRef
 from app.voice_import import VoiceImportError, import_voice_zip
-from engine.devices import DeviceInfo as EngineDeviceInfo
+from engine.audio.devices import DeviceInfo as EngineDeviceInfo
 from engine.settings import LIVE_SAFE
 
 #: Readout polling period. 50 ms = 20 updates/s: meters look fluid, cost is negligible.
@@ -41,7 +41,7 @@ class DeviceInfo(EngineDeviceInfo):
     """One audio device as listed to the user: the engine's description plus what the app marks."""
 
     is_virtual: bool = False       # a virtual cable end (VB-Cable, BlackHole, PulseAudio null sink…)
-    is_suggested_output: bool = False  # the cable side to play into (engine.virtual_cable.suggest_output)
+    is_suggested_output: bool = False  # the cable side to play into (engine.audio.virtual_cable.suggest_output)
 
     @property
     def ref(self) -> DeviceRef:
@@ -122,7 +122,7 @@ LATENCY_PARTS: tuple[tuple[str, str, str], ...] = (
 class EngineAdapter:
     """Everything the app needs from engine/. Subclass or duck-type it for tests.
 
-    `backend`: an `engine.audio_io` backend (e.g. `SimulatedBackend` for demos and tests); None =
+    `backend`: an `engine.audio.streams` backend (e.g. `SimulatedBackend` for demos and tests); None =
     the real sound system through PortAudio.
     """
 
@@ -130,16 +130,9 @@ class EngineAdapter:
         self.backend = backend
 
     def list_devices(self) -> list[DeviceInfo]:
-        from engine import devices, virtual_cable
+        from engine.audio import devices, virtual_cable
 
-        if self.backend is not None:
-            found = list(self.backend.devices())
-        else:
-            found = devices.list_devices()
-            if any(d.name == "pulse" for d in found):
-                # Linux: PortAudio reaches PulseAudio/PipeWire sinks (null sinks = virtual cables)
-                # only through the ALSA "pulse" device; list them by name so they can be picked.
-                found += virtual_cable.pulse_devices()
+        found = list(self.backend.devices()) if self.backend is not None else devices.list_devices(include_pulse=True)
         virtual = {(d.name, d.hostapi) for d in virtual_cable.find_virtual_devices(found)}
         suggested = virtual_cable.suggest_output(found)
         return [
@@ -155,7 +148,7 @@ class EngineAdapter:
         if self.backend is not None:
             self.backend.refresh()
             return
-        from engine import devices
+        from engine.audio import devices
 
         devices.refresh()
 
@@ -202,17 +195,17 @@ class EngineAdapter:
         if not sys.platform.startswith("linux"):
             return False, ("Creating a virtual mic from the app works on Linux (PulseAudio/PipeWire) only. "
                            "On Windows install VB-Cable, on macOS BlackHole, then pick it as Output.")
-        from engine import virtual_cable
+        from engine.audio import virtual_cable
 
         return virtual_cable.can_create_virtual_mic()
 
     def create_virtual_mic(self) -> str:
-        from engine import virtual_cable
+        from engine.audio import virtual_cable
 
         return virtual_cable.create_virtual_mic()
 
     def remove_virtual_mic(self) -> str:
-        from engine import virtual_cable
+        from engine.audio import virtual_cable
 
         return virtual_cable.remove_virtual_mic()
 

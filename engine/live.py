@@ -17,7 +17,8 @@ import threading
 import time
 from typing import Sequence
 
-from engine import devices, virtual_cable
+from engine.audio import devices, virtual_cable
+from engine.audio.pulse import PulseError
 from engine.session import LiveSession, LiveStats, SessionConfig, SessionError
 from engine.settings import LATE_FILL_CHOICES, Settings
 
@@ -67,14 +68,12 @@ def status_line(st: LiveStats) -> str:
 
 def list_everything() -> str:
     lines = [devices.format_devices(devices.host_apis())]
-    found = devices.list_devices()
+    found = devices.list_devices(include_pulse=True)
+    pulse = [d for d in found if d.pulse_target]
+    if pulse:
+        lines.append("PulseAudio/PipeWire (use as pulse:NAME):")
+        lines += [f"  {'out' if d.max_output_channels else 'in '} {d.name}" for d in pulse]
     cables = virtual_cable.find_virtual_devices(found)
-    if sys.platform.startswith("linux"):
-        pulse = virtual_cable.pulse_devices()
-        if pulse:
-            lines.append("PulseAudio/PipeWire (use as pulse:NAME):")
-            lines += [f"  {'out' if d.max_output_channels else 'in '} {d.name}" for d in pulse]
-            cables += virtual_cable.find_virtual_devices(pulse)
     if cables:
         lines.append("Virtual cables: " + ", ".join(d.name for d in cables))
         best = virtual_cable.suggest_output(cables)
@@ -101,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings(block_ms=args.block_ms, lookahead_ms=args.lookahead_ms, crossfade_ms=args.crossfade_ms,
                             pitch=args.key, speaker=args.speaker, gate_db=args.gate_db,
                             monitor_gain_db=args.monitor_gain_db, late_fill=args.late_fill)
-    except (ValueError, virtual_cable.VirtualCableError) as exc:
+    except (ValueError, PulseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     cfg = SessionConfig(input_device=args.input, output_device=args.output, monitor_device=args.monitor,

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.audio_io import AudioBackend, AudioIO, StreamPlan, plan_streams
+from engine.audio.streams import AudioBackend, AudioIO, StreamPlan, plan_streams
 from engine.converter import Converter
 from engine.core import VoiceCore
-from engine.devices import DeviceError
+from engine.audio.devices import DeviceError
 from engine.latency import LatencyBreakdown, end_to_end, ms_to_samples
-from engine.recorder import Recorder
+from engine.audio.recorder import Recorder
 from engine.settings import Settings
 from engine.worker import RealtimeRunner
 
@@ -138,7 +138,7 @@ class LiveSession:
     @property
     def backend(self) -> AudioBackend:
         if self._backend is None:
-            from engine.audio_io import SoundDeviceBackend
+            from engine.audio.streams import SoundDeviceBackend
 
             self._backend = SoundDeviceBackend()
         return self._backend

@@ -3,7 +3,7 @@
     QT_QPA_PLATFORM=xcb DISPLAY=:99 .venv/bin/python scripts/screenshot.py docs/screenshot.png
 
 The real engine runs (LiveSession, converter, worker, the built-in DSP voice on the CPU) with
-`engine.audio_io.SimulatedBackend` as the sound card, so the picture needs no sound hardware and
+`engine.audio.streams.SimulatedBackend` as the sound card, so the picture needs no sound hardware and
 its latency and compute numbers are real measurements of this machine. Prints a JSON report of the
 key widgets (visible, inside the window) for tests/test_app_screenshot.py.
 """
@@ -41,7 +41,7 @@ def sung_note(seconds: float = 30.0) -> np.ndarray:
 
 
 def simulated_engine() -> EngineAdapter:
-    from engine.audio_io import SimDevice, SimulatedBackend
+    from engine.audio.streams import SimDevice, SimulatedBackend
 
     devices = [SimDevice("USB Microphone", 1, 0), SimDevice("Speakers", 0, 2), SimDevice("USB Headphones", 0, 2),
                SimDevice("CoMo Live Cable", 0, 2)]

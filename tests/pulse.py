@@ -87,7 +87,7 @@ def start_or_skip(folder: str | Path) -> PulseServer:
         server.start()
     except PulseUnavailable as exc:
         pytest.skip(str(exc))
-    from engine.devices import list_devices
+    from engine.audio.devices import list_devices
 
     if not any(d.name == "vc_in" for d in list_devices()):
         server.stop()
@@ -97,7 +97,7 @@ def start_or_skip(folder: str | Path) -> PulseServer:
 
 def rescan_portaudio() -> None:
     """PortAudio/ALSA read their device list at start-up: make them read it again."""
-    from engine.devices import refresh
+    from engine.audio.devices import refresh
 
     refresh()
 

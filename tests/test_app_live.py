@@ -1,4 +1,4 @@
-"""The window over the REAL LiveSession and engine, with engine.audio_io.SimulatedBackend as the sound card."""
+"""The window over the REAL LiveSession and engine, with engine.audio.streams.SimulatedBackend as the sound card."""
 from __future__ import annotations
 
 import os
@@ -20,7 +20,7 @@ RATE = 48000
 
 @pytest.fixture()
 def live(qtbot, tmp_path: Path, monkeypatch):
-    from engine.audio_io import SimulatedBackend
+    from engine.audio.streams import SimulatedBackend
 
     monkeypatch.setenv("COMO_LIVE_VOICES", str(tmp_path / "voices"))
     t = np.arange(RATE * 30) / RATE

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine import devices
-from engine.audio_io import AudioIO, SimDevice, SimulatedBackend, _pulse_targets, plan_streams
-from engine.devices import DeviceError, DeviceInfo, explain_error, find_device
-from engine.recorder import Recorder
+from engine.audio import devices
+from engine.audio.streams import AudioIO, SimDevice, SimulatedBackend, plan_streams
+from engine.audio.devices import DeviceError, DeviceInfo, explain_error, find_device
+from engine.audio.pulse import aimed_at
+from engine.audio.recorder import Recorder
 from engine.worker import RealtimeRunner
 
 RATE = 48000
@@ -103,8 +104,7 @@ def test_device_list_groups_by_host_api():
 
 def test_pulse_targets_are_set_only_while_opening():
     os.environ.pop("PULSE_SINK", None)
-    target = dev(3, "pulse:vc_out", pulse_target="vc_out")
-    with _pulse_targets(None, target, kinds=("input", "output")):
+    with aimed_at(source=None, sink="vc_out"):
         assert os.environ["PULSE_SINK"] == "vc_out" and "PULSE_SOURCE" not in os.environ
     assert "PULSE_SINK" not in os.environ
 

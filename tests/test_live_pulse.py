@@ -155,7 +155,7 @@ def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, secon
 
 def test_duplex_stream_on_pulse_targets(pulse, tmp_path):
     """pulse:SOURCE and pulse:SINK share the ALSA 'pulse' device: one duplex stream."""
-    from engine.audio_io import SoundDeviceBackend, plan_streams
+    from engine.audio.streams import SoundDeviceBackend, plan_streams
 
     plan = plan_streams(SoundDeviceBackend(), input="pulse:vc_in.monitor", output="pulse:vc_out", sample_rate=RATE)
     assert plan.duplex
@@ -253,7 +253,7 @@ def test_unplugged_output_stops_cleanly_and_restarts(pulse, tmp_path):
 def test_pulse_targets_run_at_their_own_rate(pulse):
     """The ALSA `pulse` device says 44.1 kHz; the null sinks run at 48 kHz, and so must the streams
     (at the generic rate an idle null sink stalled and the session stopped)."""
-    from engine.audio_io import SoundDeviceBackend, plan_streams
+    from engine.audio.streams import SoundDeviceBackend, plan_streams
 
     plan = plan_streams(SoundDeviceBackend(), input="pulse:vc_in.monitor", output="pulse:vc_out")
     assert plan.rate == RATE

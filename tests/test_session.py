@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.audio_io import SimulatedBackend
+from engine.audio.streams import SimulatedBackend
 from engine.converter import Converter, convert_whole
 from engine.dsp_voice import DspCore
 from engine.session import LiveSession, SessionConfig, SessionError, core_factory

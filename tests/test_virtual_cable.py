@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine import virtual_cable as vc
-from engine.devices import DeviceInfo
+from engine.audio import virtual_cable as vc
+from engine.audio import devices, pulse
+from engine.audio.devices import DeviceInfo
+from engine.audio.pulse import PulseError, pulse_target_exists
 
 
 def dev(index, name, ins=0, outs=2, api="MME"):
@@ -44,21 +46,21 @@ def test_suggests_the_side_we_play_into():
 
 
 def test_clear_errors_without_pactl_or_server(monkeypatch, tmp_path):
-    monkeypatch.setattr(vc.shutil, "which", lambda name: None)
-    with pytest.raises(vc.VirtualCableError, match="pulseaudio-utils"):
+    monkeypatch.setattr(pulse.shutil, "which", lambda name: None)
+    with pytest.raises(PulseError, match="pulseaudio-utils"):
         vc.create_virtual_mic()
     ok, why = vc.can_create_virtual_mic()
     assert not ok and ("pactl" in why or "Linux" in why)
     monkeypatch.undo()
-    if vc.shutil.which("pactl") is None:
+    if pulse.shutil.which("pactl") is None:
         pytest.skip("pactl is not installed")
     monkeypatch.setenv("PULSE_SERVER", f"unix:{tmp_path}/nobody-here")
     monkeypatch.setenv("PULSE_CLIENTCONFIG", str(tmp_path / "client.conf"))
     (tmp_path / "client.conf").write_text("autospawn = no\n")
-    with pytest.raises(vc.VirtualCableError, match="No PulseAudio or PipeWire sound server is running"):
+    with pytest.raises(PulseError, match="No PulseAudio or PipeWire sound server is running"):
         vc.create_virtual_mic()
-    assert vc.pulse_devices() == []
-    assert vc.pulse_target_exists("x", "output") is None
+    assert devices.pulse_devices() == []
+    assert pulse_target_exists("x", "output") is None
 
 
 @pytest.mark.audio
@@ -76,18 +78,18 @@ def test_create_and_remove_virtual_mic_through_pactl(tmp_path_factory):
         sources = server.pactl("list", "sources")
         assert 'device.description = "CoMo Live Mic"' in sources
         assert sum(1 for line in server.pactl("list", "short", "modules").splitlines() if "como_live" in line) == 2
-        found = {d.name: d for d in vc.pulse_devices()}
+        found = {d.name: d for d in devices.pulse_devices()}
         assert "pulse:como_live_sink" in found and "pulse:como_live_mic" in found
         assert vc.suggest_output(list(found.values())).name == "pulse:como_live_sink"
-        assert vc.pulse_target_exists("como_live_mic", "input") is True
+        assert pulse_target_exists("como_live_mic", "input") is True
         # The engine can play into it by name.
-        from engine.audio_io import SoundDeviceBackend, plan_streams
+        from engine.audio.streams import SoundDeviceBackend, plan_streams
 
         plan = plan_streams(SoundDeviceBackend(), input="vc_in", output=vc.OUTPUT_SPEC, sample_rate=48000)
         assert plan.output.pulse_target == "como_live_sink"
         assert "Removed" in vc.remove_virtual_mic()
         assert not vc.virtual_mic_exists() and "como_live" not in server.pactl("list", "short", "modules")
         assert "no CoMo Live virtual microphone" in vc.remove_virtual_mic()   # idempotent
-        assert vc.pulse_target_exists("como_live_mic", "input") is False
+        assert pulse_target_exists("como_live_mic", "input") is False
     finally:
         server.stop()

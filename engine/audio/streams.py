@@ -27,7 +27,6 @@ demand) for tests and demos.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -35,7 +34,9 @@ from typing import Any, Callable, Literal, Protocol
 
 import numpy as np
 
-from engine.devices import DeviceError, DeviceInfo, Kind, SampleRateError, device_error, explain_error, find_device
+from engine.audio.devices import (DeviceError, DeviceInfo, Kind, SampleRateError, device_error, explain_error,
+                                  find_device, list_devices, refresh)
+from engine.audio.pulse import aimed_at, pulse_target_exists
 from engine.worker import RealtimeRunner
 
 StreamKind = Literal["duplex", "input", "output"]
@@ -293,8 +294,6 @@ class AudioIO:
     def _pulse_gone(self) -> str | None:
         """`pulse:NAME` devices: PulseAudio silently moves a stream whose sink/source is removed (to
         the speakers, maybe), so check that the targets still exist."""
-        from engine.virtual_cable import pulse_target_exists
-
         plan = self.plan
         for device, kind in ((plan.input, "input"), (plan.output, "output"), (plan.monitor, "output")):
             if device is not None and device.pulse_target and pulse_target_exists(device.pulse_target, kind) is False:
@@ -407,36 +406,6 @@ def _until(ti: Any, attr: str) -> float | None:
 
 # --- PortAudio through sounddevice -----------------------------------------------------------------
 
-_PULSE_ENV_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _pulse_targets(*devices: DeviceInfo | None, kinds: tuple[Kind, ...]):
-    """Aim the ALSA `pulse` device at a PulseAudio sink/source while a stream opens.
-
-    The ALSA pulse plugin reads PULSE_SINK / PULSE_SOURCE when the PCM opens, so setting them just
-    around the open (under a lock, from the control thread) picks the target per stream.
-    """
-    env = {}
-    for device, kind in zip(devices, kinds):
-        if device is not None and device.pulse_target:
-            env["PULSE_SOURCE" if kind == "input" else "PULSE_SINK"] = device.pulse_target
-    if not env:
-        yield
-        return
-    with _PULSE_ENV_LOCK:
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-
-
 class _SdStream:
     def __init__(self, stream: Any) -> None:
         self._s = stream
@@ -475,13 +444,9 @@ class SoundDeviceBackend:
         self.latency = latency
 
     def devices(self) -> list[DeviceInfo]:
-        from engine.devices import list_devices
-
         return list_devices(self.sd)
 
     def refresh(self) -> None:
-        from engine.devices import refresh
-
         refresh(self.sd)
 
     def _extra(self, device: DeviceInfo, exclusive: bool, column: int | None = None) -> Any:
@@ -495,7 +460,7 @@ class SoundDeviceBackend:
     def check(self, device: DeviceInfo, kind: Kind, rate: int, channels: int, exclusive: bool = False) -> None:
         fn = self.sd.check_input_settings if kind == "input" else self.sd.check_output_settings
         try:
-            with _pulse_targets(device, kinds=(kind,)):
+            with aimed_at(**{"source" if kind == "input" else "sink": device.pulse_target}):
                 fn(device=device.index, channels=channels, samplerate=rate, dtype="float32",
                    extra_settings=self._extra(device, exclusive))
         except Exception as exc:  # noqa: BLE001 - PortAudioError or ValueError: both become a sentence
@@ -508,7 +473,8 @@ class SoundDeviceBackend:
         column = None if r.input is None or r.input_channels != 1 else r.input_column
         in_extra = self._extra(r.input, r.exclusive, column) if r.input else None
         out_extra = self._extra(r.output, r.exclusive) if r.output else None
-        with _pulse_targets(r.input, r.output, kinds=("input", "output")):
+        with aimed_at(source=r.input.pulse_target if r.input else None,
+                      sink=r.output.pulse_target if r.output else None):
             if r.kind == "duplex":
                 stream = sd.Stream(device=(r.input.index, r.output.index),
                                    channels=(r.input_channels, r.output_channels),

@@ -17,8 +17,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from engine.audio.pulse import PULSE_HOSTAPI, PULSE_PREFIX, pulse_targets
+
 Kind = Literal["input", "output"]
-PULSE_PREFIX = "pulse:"
 
 
 class DeviceError(RuntimeError):
@@ -74,8 +75,13 @@ def _sd() -> Any:
     return sounddevice
 
 
-def list_devices(sd: Any = None) -> list[DeviceInfo]:
-    """Every device PortAudio reports (empty when there is no audio system, never an exception)."""
+def list_devices(sd: Any = None, include_pulse: bool = False) -> list[DeviceInfo]:
+    """Every device PortAudio reports (empty when there is no audio system, never an exception).
+
+    `include_pulse`: when PortAudio has the ALSA `pulse` device (Linux), also every PulseAudio/
+    PipeWire sink and source as a `pulse:NAME` device (null sinks = virtual cables), so a user can
+    pick one by name. What the app and `engine.live --list-devices` show.
+    """
     sd = sd or _sd()
     try:
         raw = sd.query_devices()
@@ -92,7 +98,22 @@ def list_devices(sd: Any = None) -> list[DeviceInfo]:
             default_low_input_latency=float(d["default_low_input_latency"]),
             default_low_output_latency=float(d["default_low_output_latency"]),
             is_default_input=int(d["index"]) == default_in, is_default_output=int(d["index"]) == default_out))
+    if include_pulse and any(d.name == "pulse" for d in found):
+        found += pulse_devices()
     return found
+
+
+def pulse_devices() -> list[DeviceInfo]:
+    """PulseAudio/PipeWire sinks and sources as `pulse:NAME` devices (empty without a server).
+
+    PortAudio on Linux reaches them only through the ALSA `pulse` device; these entries let a user
+    pick one by name (the index is meaningless: pass the name to the session).
+    """
+    return [DeviceInfo(index=-1, name=f"{PULSE_PREFIX}{t.name}", hostapi=PULSE_HOSTAPI,
+                       max_input_channels=2 if t.kind == "input" else 0,
+                       max_output_channels=2 if t.kind == "output" else 0,
+                       default_samplerate=t.rate, pulse_target=t.name)
+            for t in pulse_targets()]
 
 
 def _defaults(sd: Any) -> tuple[int, int]:
@@ -120,13 +141,6 @@ def host_apis(sd: Any = None) -> list[HostApi]:
                 default_input=api["default_input_device"] if api["default_input_device"] >= 0 else None,
                 default_output=api["default_output_device"] if api["default_output_device"] >= 0 else None))
     return groups
-
-
-def default_devices(sd: Any = None) -> tuple[DeviceInfo | None, DeviceInfo | None]:
-    """The system default input and output device (None where there is none)."""
-    devices = list_devices(sd)
-    return (next((d for d in devices if d.is_default_input), None),
-            next((d for d in devices if d.is_default_output), None))
 
 
 def refresh(sd: Any = None) -> None:
@@ -204,9 +218,7 @@ def _pulse_device(target: str, kind: Kind, usable: list[DeviceInfo]) -> DeviceIn
     # The ALSA `pulse` device reports a generic default (often 44.1 kHz); the sink/source itself has
     # a real rate, and running at it avoids a resampler in the server (and, measured, a null sink
     # with no other client stalling at the mismatched rate).
-    from engine.virtual_cable import pulse_devices
-
-    own = next((d.default_samplerate for d in pulse_devices() if d.pulse_target == target), None)
+    own = next((t.rate for t in pulse_targets() if t.name == target), None)
     return DeviceInfo(index=base.index, name=f"{PULSE_PREFIX}{target}", hostapi=base.hostapi,
                       max_input_channels=base.max_input_channels, max_output_channels=base.max_output_channels,
                       default_samplerate=own or base.default_samplerate,

@@ -11,27 +11,22 @@ game records from the other side (their *microphone*). Known ones, by device nam
   ("CoMo Live Mic", what other programs pick as their microphone) reading the sink's monitor.
 
 Creating/removing goes through `pactl`, works on PulseAudio and on PipeWire (pipewire-pulse), is
-idempotent, and every failure is a `VirtualCableError` with one sentence saying what to do.
+idempotent, and every failure is an `engine.audio.pulse.PulseError` with one sentence saying what to do.
 """
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 
-from engine.devices import PULSE_PREFIX, DeviceInfo
+from engine.audio.devices import DeviceInfo
+from engine.audio.pulse import PULSE_PREFIX, PulseError, pactl
 
 SINK_NAME = "como_live_sink"
 MIC_NAME = "como_live_mic"
 SINK_DESCRIPTION = "CoMo Live Cable"
 MIC_DESCRIPTION = "CoMo Live Mic"
 OUTPUT_SPEC = f"{PULSE_PREFIX}{SINK_NAME}"      # what to pass as the session's output device
-
-
-class VirtualCableError(RuntimeError):
-    """pactl missing, no sound server, or pactl refused; `str()` is a sentence for the user."""
 
 
 @dataclass(frozen=True)
@@ -64,16 +59,12 @@ def cable_kind(device: DeviceInfo) -> CableKind | None:
     return None
 
 
-def find_virtual_devices(devices: list[DeviceInfo] | None = None) -> list[DeviceInfo]:
-    """The virtual-cable devices among `devices` (default: every PortAudio device)."""
-    if devices is None:
-        from engine.devices import list_devices
-
-        devices = list_devices()
+def find_virtual_devices(devices: list[DeviceInfo]) -> list[DeviceInfo]:
+    """The virtual-cable devices among `devices`."""
     return [d for d in devices if cable_kind(d) is not None]
 
 
-def suggest_output(devices: list[DeviceInfo] | None = None) -> DeviceInfo | None:
+def suggest_output(devices: list[DeviceInfo]) -> DeviceInfo | None:
     """The best virtual cable side to use as the main output (the side programs don't record)."""
     candidates = []
     for d in find_virtual_devices(devices):
@@ -88,32 +79,14 @@ def suggest_output(devices: list[DeviceInfo] | None = None) -> DeviceInfo | None
 
 # --- Linux: our own virtual microphone through pactl -----------------------------------------------
 
-def _pactl(*args: str, timeout: float = 5.0) -> str:
-    exe = shutil.which("pactl")
-    if exe is None:
-        raise VirtualCableError("pactl was not found. Install it (Debian/Ubuntu: sudo apt install pulseaudio-utils; "
-                                "PipeWire systems: pipewire-pulse) to create a virtual microphone.")
-    try:
-        done = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise VirtualCableError("The sound server did not answer pactl within 5 s.") from exc
-    if done.returncode != 0:
-        err = (done.stderr or done.stdout).strip()
-        if "connection" in err.lower() or "refused" in err.lower() or "no such file" in err.lower():
-            raise VirtualCableError("No PulseAudio or PipeWire sound server is running for this user, so a virtual "
-                                    f"microphone cannot be created (pactl: {err}).")
-        raise VirtualCableError(f"pactl {' '.join(args[:2])} failed: {err}")
-    return done.stdout
-
-
 def can_create_virtual_mic() -> tuple[bool, str]:
     """(True, "") when a virtual mic can be created here, else (False, the reason)."""
     if not sys.platform.startswith("linux"):
         return False, ("Creating a virtual mic works on Linux (PulseAudio/PipeWire) only. On Windows install "
                        "VB-Audio Virtual Cable, on macOS BlackHole, then choose it as the output.")
     try:
-        _pactl("info")
-    except VirtualCableError as exc:
+        pactl("info")
+    except PulseError as exc:
         return False, str(exc)
     return True, ""
 
@@ -121,7 +94,7 @@ def can_create_virtual_mic() -> tuple[bool, str]:
 def _modules() -> list[tuple[str, str, str]]:
     """(id, module name, arguments) of every loaded module."""
     rows = []
-    for line in _pactl("list", "short", "modules").splitlines():
+    for line in pactl("list", "short", "modules").splitlines():
         parts = line.split("\t")
         if len(parts) >= 2:
             rows.append((parts[0], parts[1], parts[2] if len(parts) > 2 else ""))
@@ -151,10 +124,10 @@ def create_virtual_mic() -> str:
         return (f"The virtual microphone '{MIC_DESCRIPTION}' already exists. Output: {OUTPUT_SPEC}; in other "
                 f"programs choose '{MIC_DESCRIPTION}' as the microphone.")
     if "sink" not in ours:
-        _pactl("load-module", "module-null-sink", f"sink_name={SINK_NAME}",
+        pactl("load-module", "module-null-sink", f"sink_name={SINK_NAME}",
                f"sink_properties='device.description=\"{SINK_DESCRIPTION}\"'")
     if "mic" not in ours:
-        _pactl("load-module", "module-remap-source", f"source_name={MIC_NAME}", f"master={SINK_NAME}.monitor",
+        pactl("load-module", "module-remap-source", f"source_name={MIC_NAME}", f"master={SINK_NAME}.monitor",
                f"source_properties='device.description=\"{MIC_DESCRIPTION}\"'")
     return (f"Created the virtual microphone '{MIC_DESCRIPTION}'. Choose {OUTPUT_SPEC} ('{SINK_DESCRIPTION}') "
             f"as the output here, and '{MIC_DESCRIPTION}' as the microphone in Discord, OBS or your game. "
@@ -168,39 +141,5 @@ def remove_virtual_mic() -> str:
         return "There is no CoMo Live virtual microphone to remove."
     for role in ("mic", "sink"):          # the source reads the sink's monitor: remove it first
         if role in ours:
-            _pactl("unload-module", ours[role])
+            pactl("unload-module", ours[role])
     return f"Removed the virtual microphone '{MIC_DESCRIPTION}'."
-
-
-def pulse_target_exists(name: str, kind: str) -> bool | None:
-    """Whether the PulseAudio sink (`kind="output"`) or source still exists; None = cannot tell."""
-    try:
-        listing = _pactl("list", "short", "sinks" if kind == "output" else "sources", timeout=2.0)
-    except VirtualCableError:
-        return None
-    return any(line.split("\t")[1:2] == [name] for line in listing.splitlines())
-
-
-def pulse_devices() -> list[DeviceInfo]:
-    """PulseAudio/PipeWire sinks and sources as `pulse:NAME` devices (empty without a server).
-
-    PortAudio on Linux reaches them only through the ALSA `pulse` device; these entries let a user
-    pick one by name (the index is meaningless: pass the name to the session).
-    """
-    try:
-        sinks = _pactl("list", "short", "sinks")
-        sources = _pactl("list", "short", "sources")
-    except VirtualCableError:
-        return []
-    found = []
-    for text, kind in ((sinks, "output"), (sources, "input")):
-        for line in text.splitlines():
-            parts = line.split("\t")
-            if len(parts) < 2:
-                continue
-            rate = re.search(r"(\d+)Hz", line)
-            found.append(DeviceInfo(
-                index=-1, name=f"{PULSE_PREFIX}{parts[1]}", hostapi="PulseAudio",
-                max_input_channels=2 if kind == "input" else 0, max_output_channels=2 if kind == "output" else 0,
-                default_samplerate=float(rate.group(1)) if rate else 48000.0, pulse_target=parts[1]))
-    return found
