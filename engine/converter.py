@@ -23,14 +23,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from engine.core import VoiceCore
+from engine.voice_core import VoiceCore
 from engine.dynamics import Gain, Limiter, NoiseGate
 from engine.history import History
+from engine.model_audio import MODEL_RATE
 from engine.latency import LatencyBreakdown, algorithmic_latency
 from engine.resample import StreamResampler
 from engine.settings import Settings
 
-MODEL_RATE = 24_000
 LIMIT_DBFS = -1.0
 _BYPASS_FADE_MS = 30.0
 
@@ -46,7 +46,9 @@ class Converter:
         self.device_rate = int(device_rate)
         self._factory = core_factory
         self.settings = settings
-        self._lock = threading.Lock()  # update() may come from the GUI thread, process() from the worker
+        # Inside the runner process() and update() both run on its one worker thread; the lock keeps
+        # a direct user (a tool or test calling update() from another thread) from splitting a block.
+        self._lock = threading.Lock()
         self.nonfinite_samples = 0
         self._build()
 
@@ -98,8 +100,7 @@ class Converter:
 
     def latency_breakdown(self) -> LatencyBreakdown:
         """Parts of `latency()` for the readouts (block and device buffers are the runner's)."""
-        lookahead = getattr(self.core, "lookahead_frames", 0) * 128
-        crossfade = getattr(self.core, "crossfade_frames", 0) * 128
+        lookahead, crossfade = self.core.lookahead_24k, self.core.crossfade_24k
         core = self.core.latency_24k - lookahead - crossfade + self._align
         return algorithmic_latency(
             device_rate=self.device_rate, block=0, lookahead_24k=lookahead, crossfade_24k=crossfade,
@@ -182,10 +183,6 @@ class Converter:
         self._bypass_mix = float(ramp[-1])
         mix = np.sin(0.5 * np.pi * ramp).astype(np.float32) ** 2
         return wet * (1.0 - mix) + dry * mix
-
-    def dry_delayed(self, n: int) -> np.ndarray:
-        """The last n input samples, delayed by `latency()` (for the runner's late fill)."""
-        return self._dry.read(self._fed - self._latency - n, self._fed - self._latency)
 
 
 def convert_whole(converter: Converter, audio: np.ndarray, block: int | None = None,

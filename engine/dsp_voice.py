@@ -37,10 +37,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyworld as pw
 
-from engine.core import CORE_RATE
+from engine.model_audio import MODEL_RATE
 from engine.ringbuffer import RingBuffer
 
-FS = CORE_RATE
+FS = MODEL_RATE
 FRAME = 120                       # WORLD frame period, 5 ms at 24 kHz
 F0_FLOOR = 71.0                   # CheapTrick's FFT size (1024 at 24 kHz) follows from it
 F0_CEIL = 1100.0                  # sung notes go above DIO's 800 Hz default
@@ -90,7 +90,7 @@ def warp_envelope(env: np.ndarray, semitones: float) -> np.ndarray:
 
 
 class DspCore:
-    """Built-in WORLD voice implementing `engine.core.VoiceCore`.
+    """Built-in WORLD voice implementing `engine.voice_core.VoiceCore`.
 
     `DspCore(speaker=0, pitch=0.0, formant=None, passthrough=False, hop_ms=20, lookahead_ms=20,
     context_ms=100, seed=0)`. `speaker` picks a `PRESETS` entry; `pitch` is the user's
@@ -135,6 +135,11 @@ class DspCore:
     @property
     def latency_24k(self) -> int:
         return self._hop - 1 + self._look + PRE
+
+    # The analysis lookahead and pre-roll are one fixed pipeline delay here: the readouts show all
+    # of `latency_24k` as the core's own delay (no model lookahead, no block crossfade).
+    lookahead_24k = 0
+    crossfade_24k = 0
 
     @property
     def speakers(self) -> tuple[str, ...]:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pyworld
 
-SAMPLE_RATE = 24000
-HOP = 128
+from engine.model_audio import CONTENT_RATE, HOP, MODEL_RATE
+
 LEFT_MARGIN = 32    # frames of past audio DIO sees
 RIGHT_MARGIN = 20   # frames of future audio DIO needs before a frame's value is final
 F0_FLOOR = 50.0
@@ -39,9 +39,9 @@ def dio_frames(window: np.ndarray, n_frames: int, f0_floor: float = F0_FLOOR, f0
     `window` [N] must start exactly on a frame boundary (frame k sits at sample 128 k).
     """
     x = np.ascontiguousarray(window, dtype=np.float64)
-    period_ms = 1000.0 * HOP / SAMPLE_RATE
-    f0, times = pyworld.dio(x, SAMPLE_RATE, f0_floor=f0_floor, f0_ceil=f0_ceil, frame_period=period_ms)
-    f0 = pyworld.stonemask(x, f0, times, SAMPLE_RATE)
+    period_ms = 1000.0 * HOP / MODEL_RATE
+    f0, times = pyworld.dio(x, MODEL_RATE, f0_floor=f0_floor, f0_ceil=f0_ceil, frame_period=period_ms)
+    f0 = pyworld.stonemask(x, f0, times, MODEL_RATE)
     f0 = np.round(f0, 1)  # official 0.1 Hz rounding
     out = np.zeros(n_frames, dtype=np.float32)
     n = min(n_frames, len(f0))
@@ -72,7 +72,7 @@ def rms_frames(audio: np.ndarray, n_frames: int) -> np.ndarray:
 def pitch_frames_to_mel(f0p: np.ndarray, first_k: int, start: int, stop: int) -> np.ndarray:
     """Map FCPE frames (absolute index `first_k + j`, centred at 16 kHz sample 160 k + 80) onto
     mel frames [start, stop) (mel frame i at 16 kHz sample 128 i · 2/3)."""
-    position = (np.arange(start, stop) * (HOP * 16000 / SAMPLE_RATE) - FCPE_HOP // 2) / FCPE_HOP - first_k
+    position = (np.arange(start, stop) * (HOP * CONTENT_RATE / MODEL_RATE) - FCPE_HOP // 2) / FCPE_HOP - first_k
     position = np.clip(position, 0, len(f0p) - 1)
     left = np.floor(position).astype(int)
     right = np.minimum(left + 1, len(f0p) - 1)

@@ -16,7 +16,8 @@ import math
 from dataclasses import dataclass, fields
 from fractions import Fraction
 
-MODEL_RATE = 24_000
+from engine.model_audio import MODEL_RATE
+
 
 
 def _round_half_up(x: Fraction) -> int:
@@ -47,7 +48,7 @@ class LatencyBreakdown:
     input_buffer   driver/PortAudio input latency (reported by the stream)
     block          waiting for a full block before converting it
     lookahead      future audio the voice needs (model right context, analysis lookahead)
-    crossfade      crossfade + SOLA search margin
+    crossfade      the overlap in which neighbouring blocks are crossfaded in place
     resampling     resampler filter delays (device -> 24 kHz -> device), plus rounding
     core           any other fixed delay inside the voice core (e.g. synthesis pre-roll)
     output_buffer  driver/PortAudio output latency (reported by the stream)

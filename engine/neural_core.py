@@ -25,15 +25,13 @@ import numpy as np
 
 from engine import f0_track
 from engine.history import History
+from engine.model_audio import CONTENT_RATE, HOP, MODEL_RATE
 from engine.noise import PositionLockedNoise
 from engine.resample import StreamResampler
 from engine.runtime import RuntimeSession
 from engine.splice import crossfade, fade_in
 from engine.voicepack import VoiceManifest
 
-SAMPLE_RATE = 24000
-HOP = 128
-CONTENT_RATE = 16000
 _KEEP_SECONDS = 8
 
 
@@ -51,9 +49,9 @@ class NeuralCore:
         speaker: int = 0,
         seed: int = 0,
     ) -> None:
-        if manifest.sample_rate != SAMPLE_RATE or manifest.hop_length != HOP:
+        if manifest.sample_rate != MODEL_RATE or manifest.hop_length != HOP:
             raise ValueError(f"voice pack runs at {manifest.sample_rate} Hz / hop {manifest.hop_length}; "
-                             f"this engine needs {SAMPLE_RATE} Hz / hop {HOP}")
+                             f"this engine needs {MODEL_RATE} Hz / hop {HOP}")
         self.manifest = manifest
         self.sessions = sessions
         self.lookahead_frames = int(lookahead_frames)
@@ -83,6 +81,14 @@ class NeuralCore:
         return HOP * (self.hold_frames + 1)
 
     @property
+    def lookahead_24k(self) -> int:
+        return HOP * self.lookahead_frames
+
+    @property
+    def crossfade_24k(self) -> int:
+        return HOP * self.crossfade_frames
+
+    @property
     def hold_frames(self) -> int:
         return self.lookahead_frames + self.crossfade_frames
 
@@ -93,7 +99,7 @@ class NeuralCore:
             return None  # attention (ContentVec) or FCPE's global normalisation: never exact
         # Content frame j needs 16 kHz samples up to 320 (j + right) + 400, which lag by the resampler.
         content_right = int(np.ceil((self.content_rf[1] * self.content_hop + self.content_window + self._d16)
-                                    * SAMPLE_RATE / CONTENT_RATE / HOP)) + 1
+                                    * MODEL_RATE / CONTENT_RATE / HOP)) + 1
         feature_right = max(f0_track.RIGHT_MARGIN, content_right, 1)
         return self.vocoder_rf[1] + self.decoder_rf[1] + feature_right
 
@@ -109,11 +115,11 @@ class NeuralCore:
         return f"{self.manifest.name} ({self.manifest.content['kind']}, {self.provider})"
 
     def reset(self) -> None:
-        keep = _KEEP_SECONDS * SAMPLE_RATE
+        keep = _KEEP_SECONDS * MODEL_RATE
         frames_keep = keep // HOP
         self._audio = History(keep)
         self._audio16 = History(_KEEP_SECONDS * CONTENT_RATE)
-        self._resample16 = StreamResampler(SAMPLE_RATE, CONTENT_RATE)
+        self._resample16 = StreamResampler(MODEL_RATE, CONTENT_RATE)
         self._d16 = int(round(self._resample16.delay))
         self._f0 = History(frames_keep)            # held (voiced-filled) F0, Hz, unshifted
         self._f0_final = 0                         # frames < this are final
@@ -149,10 +155,10 @@ class NeuralCore:
         frames = samples // HOP + 64
         for history in (self._audio, self._out):
             history.reserve(samples)
-        self._audio16.reserve(samples * CONTENT_RATE // SAMPLE_RATE)
+        self._audio16.reserve(samples * CONTENT_RATE // MODEL_RATE)
         for history in (self._f0, self._volume):
             history.reserve(frames)
-        self._units.reserve(samples * CONTENT_RATE // SAMPLE_RATE // self.content_hop + 8)
+        self._units.reserve(samples * CONTENT_RATE // MODEL_RATE // self.content_hop + 8)
 
     # ------------------------------------------------------------------ features
     def _update_f0(self, stop: int) -> None:
@@ -184,7 +190,7 @@ class NeuralCore:
         linear interpolation of the two nearest pitch frames when both are voiced, else the nearest.
         """
         hop, centre = f0_track.FCPE_HOP, f0_track.FCPE_HOP // 2
-        first_k = max(0, (start * HOP * CONTENT_RATE // SAMPLE_RATE - centre) // hop - f0_track.FCPE_CONTEXT)
+        first_k = max(0, (start * HOP * CONTENT_RATE // MODEL_RATE - centre) // hop - f0_track.FCPE_CONTEXT)
         usable = self._audio16.end - self._d16
         lo16 = first_k * hop
         if usable - lo16 < f0_track.FCPE_MIN_SAMPLES:
@@ -231,7 +237,7 @@ class NeuralCore:
 
     def _content_index(self, frames: np.ndarray) -> np.ndarray:
         """Mel frame i (time 128 i / 24000 s) takes content frame floor(i · 128 · 16000 / (24000 · hop))."""
-        return (np.maximum(frames, 0) * (HOP * CONTENT_RATE)) // (SAMPLE_RATE * self.content_hop)
+        return (np.maximum(frames, 0) * (HOP * CONTENT_RATE)) // (MODEL_RATE * self.content_hop)
 
     def _features(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """Decoder inputs for frames [start, stop) (start may be negative: silence before 0)."""
@@ -274,7 +280,7 @@ class NeuralCore:
         # F0 used now: the new audio then reaches `done` in exactly the phase the committed audio
         # left off with, even when the F0 of the context frames changed since (a pitch change, a
         # provisional F0 that became final). With exact lookahead this equals the forward track.
-        steps = np.arange(1, self.n_harmonics + 1) * HOP / SAMPLE_RATE
+        steps = np.arange(1, self.n_harmonics + 1) * HOP / MODEL_RATE
         back = (f0[: done - voc_start, None].astype(np.float64) * steps[None, :]).sum(axis=0)
         phase = np.mod(self._phase_done - back, 1.0)[None]
         noise = self._source_noise.take(voc_start * HOP, voc_stop * HOP)

@@ -28,12 +28,12 @@ from typing import Any, Callable
 
 from engine.audio.streams import AudioBackend, AudioIO, StreamPlan, plan_streams
 from engine.converter import Converter
-from engine.core import VoiceCore
+from engine.voice_core import VoiceCore
 from engine.audio.devices import DeviceError
 from engine.latency import LatencyBreakdown, end_to_end, ms_to_samples
 from engine.audio.recorder import Recorder
 from engine.settings import Settings
-from engine.worker import RealtimeRunner
+from engine.runner import RealtimeRunner
 
 VoiceSpec = str | Callable[[Settings], VoiceCore]
 StateCallback = Callable[[str, str], None]

@@ -15,14 +15,13 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.core import VoiceCore
+from engine.model_audio import HOP, MODEL_RATE
+from engine.voice_core import VoiceCore
 from engine.runtime import RuntimeSession, create_session
 from engine.settings import Settings
 from engine.voicepack import VoiceManifest, VoicePackError, load_manifest
 
 BUILTIN_DSP = "builtin:dsp"
-SAMPLE_RATE = 24000
-HOP = 128
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16)": "float16"}
 
 
@@ -73,7 +72,7 @@ def describe(spec: str) -> VoiceInfo:
 
 def frames(ms: float) -> int:
     """Milliseconds → whole mel frames at 24 kHz / hop 128 (rounded up: never less than asked)."""
-    return int(math.ceil(ms * SAMPLE_RATE / 1000.0 / HOP - 1e-9))
+    return int(math.ceil(ms * MODEL_RATE / 1000.0 / HOP - 1e-9))
 
 
 def open_sessions(manifest: VoiceManifest, prefer: Sequence[str], threads: int = 1) -> dict[str, RuntimeSession]:
@@ -131,8 +130,8 @@ def load_voice(spec: str, settings: Settings, prefer: Sequence[str] = ("tensorrt
                       pitch=settings.pitch, speaker=settings.speaker)
     # Warm-up with the shapes live blocks will have (a TensorRT engine is built per input shape
     # range): the first block is larger (it fills the context), then blocks of the live size.
-    block = max(HOP, int(round(settings.block_ms * SAMPLE_RATE / 1000)))
-    for size in (SAMPLE_RATE // 4, block, block, block):
+    block = max(HOP, int(round(settings.block_ms * MODEL_RATE / 1000)))
+    for size in (MODEL_RATE // 4, block, block, block):
         core.process(np.zeros(size, dtype=np.float32))
     core.reset()
     return core

@@ -1,4 +1,5 @@
-"""The three networks of a voice pack as ONNX graphs: names, dynamic axes, example inputs.
+"""Three of the four networks of a voice pack as ONNX graphs (content, decoder, vocoder): names,
+dynamic axes, example inputs. The fourth, pitch.onnx (FCPE), is exported by `exporters.fcpe`.
 
 decoder.onnx  conditioner + one-step consistency student (`models.comosvc.OneStepDecoder`)
 vocoder.onnx  streaming NSF-HiFiGAN with the harmonic phase as input/output (`StreamingVocoder`)

@@ -12,7 +12,7 @@ from engine.audio.streams import AudioIO, SimDevice, SimulatedBackend, plan_stre
 from engine.audio.devices import DeviceError, DeviceInfo, explain_error, find_device
 from engine.audio.pulse import aimed_at
 from engine.audio.recorder import Recorder
-from engine.worker import RealtimeRunner
+from engine.runner import RealtimeRunner
 
 RATE = 48000
 

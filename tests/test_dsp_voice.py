@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.core import VoiceCore
+from engine.voice_core import VoiceCore
 from engine.dsp_voice import PRE, PRESETS, DspCore
 
 FS = 24_000

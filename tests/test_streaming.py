@@ -23,6 +23,8 @@ class IdentityCore:
         self.delay = delay
         self.reset()
 
+    lookahead_24k = crossfade_24k = 0
+
     @property
     def latency_24k(self) -> int:
         return self.delay

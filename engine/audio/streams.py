@@ -37,7 +37,7 @@ import numpy as np
 from engine.audio.devices import (DeviceError, DeviceInfo, Kind, SampleRateError, device_error, explain_error,
                                   find_device, list_devices, refresh)
 from engine.audio.pulse import aimed_at, pulse_target_exists
-from engine.worker import RealtimeRunner
+from engine.runner import RealtimeRunner
 
 StreamKind = Literal["duplex", "input", "output"]
 FALLBACK_RATES = (48000, 44100)

@@ -11,7 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from engine.worker import RealtimeRunner, SampleRing
+from engine.ringbuffer import SampleRing
+from engine.runner import RealtimeRunner
 
 RATE = 48000
 

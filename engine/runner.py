@@ -38,7 +38,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-LATE_FILLS = ("silence", "dry")
+from engine.ringbuffer import SampleRing
+from engine.settings import LATE_FILL_CHOICES
 
 
 class StreamConverter(Protocol):
@@ -51,84 +52,6 @@ class StreamConverter(Protocol):
     def reset(self) -> None: ...
 
     def update(self, **settings: Any) -> None: ...
-
-
-class SampleRing:
-    """Single-writer ring of mono float32 samples addressed by absolute position.
-
-    The writer never waits: writing position `p` overwrites position `p - capacity`. `end` (one past
-    the newest sample) is published after the data is in place, so a reader that sees `end` also
-    sees the samples below it. Readers do not consume; several may read (the main output, the
-    monitor, the dry late-fill). Positions below 0 read as silence.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        if capacity <= 0:
-            raise ValueError("capacity must be positive")
-        self.capacity = int(capacity)
-        self._data = np.zeros(self.capacity, dtype=np.float32)
-        self._gap = (0, 0)        # the latest skipped range: zeros in memory, but never real audio
-        self.end = 0
-
-    @property
-    def oldest(self) -> int:
-        """The oldest position still held."""
-        return max(0, self.end - self.capacity)
-
-    def write(self, x: np.ndarray) -> None:
-        """Append `x` at `end`."""
-        self.write_at(self.end, x)
-
-    def write_at(self, pos: int, x: np.ndarray) -> None:
-        """Store `x` at positions `[pos, pos + len(x))`, `pos >= end`; a gap before `pos` reads as missing."""
-        if pos < self.end:
-            raise ValueError(f"cannot rewrite position {pos}: the ring already ends at {self.end}")
-        if pos > self.end:
-            gap_lo = max(self.end, pos - self.capacity)
-            self._copy_in(gap_lo, None, pos - gap_lo)
-            self._gap = (self.end, pos)
-        n = len(x)
-        if n > self.capacity:
-            x, pos = x[n - self.capacity:], pos + n - self.capacity
-            n = self.capacity
-        self._copy_in(pos, x, n)
-        self.end = pos + n
-
-    def _copy_in(self, pos: int, x: np.ndarray | None, n: int) -> None:
-        i = pos % self.capacity
-        first = min(n, self.capacity - i)
-        if x is None:
-            self._data[i:i + first] = 0.0
-            self._data[:n - first] = 0.0
-        else:
-            self._data[i:i + first] = x[:first]
-            self._data[:n - first] = x[first:n]
-
-    def available(self, pos: int, n: int) -> int:
-        """How many of positions `[pos, pos + n)` can be read, counted from `pos` (a prefix)."""
-        oldest = self.oldest
-        if 0 <= pos < oldest:
-            return 0                      # overwritten already
-        if pos < 0 < oldest:
-            return min(n, -pos)           # silence before the start, then overwritten positions
-        stop = self.end
-        gap_lo, gap_hi = self._gap
-        if gap_lo < gap_hi and pos < gap_hi and pos + n > gap_lo:
-            stop = gap_lo                 # a skipped range is missing audio, like a late block
-        return int(min(n, max(0, stop - pos)))   # positions below 0 count as (silent) data
-
-    def read_into(self, pos: int, out: np.ndarray) -> None:
-        """Copy positions `[pos, pos + len(out))` into `out` (the caller checked `available`)."""
-        n = len(out)
-        lead = min(n, max(0, -pos))
-        if lead:
-            out[:lead] = 0.0
-            pos, out, n = 0, out[lead:], n - lead
-        if n:
-            i = pos % self.capacity
-            first = min(n, self.capacity - i)
-            out[:first] = self._data[i:i + first]
-            out[first:] = self._data[:n - first]
 
 
 _ONE = np.float32(1.0)
@@ -317,8 +240,8 @@ class RealtimeRunner:
                  settle_s: float = 0.25) -> None:
         if block_size <= 0 or sample_rate <= 0:
             raise ValueError("block_size and sample_rate must be positive")
-        if late_fill not in LATE_FILLS:
-            raise ValueError(f"late_fill must be one of {LATE_FILLS}, got {late_fill!r}")
+        if late_fill not in LATE_FILL_CHOICES:
+            raise ValueError(f"late_fill must be one of {LATE_FILL_CHOICES}, got {late_fill!r}")
         self.converter = converter
         self.rate = int(sample_rate)
         self.block_size = int(block_size)
@@ -390,8 +313,8 @@ class RealtimeRunner:
     def update(self, **settings: Any) -> None:
         """Live-safe settings: applied by the worker between converter calls (`late_fill` at once)."""
         if "late_fill" in settings:
-            if settings["late_fill"] not in LATE_FILLS:
-                raise ValueError(f"late_fill must be one of {LATE_FILLS}, got {settings['late_fill']!r}")
+            if settings["late_fill"] not in LATE_FILL_CHOICES:
+                raise ValueError(f"late_fill must be one of {LATE_FILL_CHOICES}, got {settings['late_fill']!r}")
             self.late_fill = settings["late_fill"]
         if settings:
             self._updates.put(dict(settings))

@@ -9,8 +9,6 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-CORE_RATE = 24_000
-
 
 @runtime_checkable
 class VoiceCore(Protocol):
@@ -22,12 +20,21 @@ class VoiceCore(Protocol):
     reset() forgets all audio (back to the state after construction; latency unchanged).
     set_pitch(semitones) and set_speaker(index) apply from the next internal block, without a
         click; a bad speaker index raises ValueError.
+    lookahead_24k, crossfade_24k: the parts of `latency_24k` set by `Settings.lookahead_ms` and
+        `crossfade_ms` (model right context and block join), shown under those names in the
+        latency readouts; the rest of `latency_24k` is shown as the core's own delay.
     provider: where it runs, for the UI ("CUDA", "CPU (built-in DSP voice)", ...);
     provider_note: why it is not faster, or "".
     """
 
     @property
     def latency_24k(self) -> int: ...
+
+    @property
+    def lookahead_24k(self) -> int: ...
+
+    @property
+    def crossfade_24k(self) -> int: ...
 
     @property
     def provider(self) -> str: ...
