@@ -1,4 +1,5 @@
-"""Convert a file through the streaming engine — the exact path live audio takes.
+"""The file-conversion CLI (the object it drives is `engine.converter.Converter`): convert a file
+through the streaming engine — the exact path live audio takes.
 
     python -m engine.convert in.wav out.wav --voice voices/my-voice --block-ms 80 --lookahead-ms 40
     python -m engine.convert in.wav out.wav --voice voices/my-voice --whole     # the offline reference

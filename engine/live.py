@@ -1,4 +1,4 @@
-"""Live voice changer from the command line.
+"""The live voice-changer CLI (the object it drives is `engine.session.LiveSession`).
 
     python -m engine.live --input "USB Mic" --output "CABLE Input" --voice builtin:dsp
     python -m engine.live --list-devices

@@ -144,7 +144,7 @@ def export_pack(
             bar.update()
         f0 = {"method": pitch, "min": 50.0, "max": 1100.0}
         if pitch == "fcpe":
-            from exporters.pitch import check_fcpe_parity, export_fcpe
+            from exporters.fcpe import check_fcpe_parity, export_fcpe
 
             bar.set_description("export pitch")
             path = staging / "pitch.onnx"

@@ -1,4 +1,4 @@
-"""exporters.pitch: FCPE as pitch.onnx — accuracy, frame convention, parity with torchfcpe, receptive field."""
+"""exporters.fcpe: FCPE as pitch.onnx — accuracy, frame convention, parity with torchfcpe, receptive field."""
 from __future__ import annotations
 
 import copy
@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from engine.voicepack import NetworkSpec, TensorSpec, sha256_file
-from exporters.pitch import (TRACE_SAMPLES, DftMel, FcpeGraph, FcpeParityError, check_fcpe_parity,
-                             export_fcpe, fcpe_frame_centres, fcpe_num_frames, synthetic_voice,
-                             torchfcpe_reference)
+from exporters.fcpe import (TRACE_SAMPLES, FcpeParityError, check_fcpe_parity, export_fcpe, fcpe_frame_centres,
+                            fcpe_num_frames, synthetic_voice, torchfcpe_reference)
+from models.fcpe_graph import DftMel, FcpeGraph
 from models.pitch import FcpePitch
 
 SR = 16000
