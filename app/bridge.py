@@ -1,256 +1,35 @@
-"""The app's one door to the engine: a QObject that owns the LiveSession and emits signals.
+"""The app's bridge to the engine: a QObject that owns the LiveSession and emits signals.
 
 Friture's model: the audio backend is a QObject, widgets observe its signals, the audio thread never
 touches a widget. Here:
 
-- `EngineAdapter` is the only code that imports engine modules (devices, voices, voice packs,
-  virtual cables, the LiveSession). Tests replace it with a fake; the lead's integration test passes
-  a real `LiveSession` instance.
+- `app.engine_adapter.EngineAdapter` is the only code that imports engine modules (devices, voices,
+  voice packs, virtual cables, the LiveSession). Tests replace it with a fake; the lead's
+  integration test passes a real `LiveSession` instance.
 - `AudioBridge` keeps the user's `AppConfig`, resolves devices by (name, host API), runs every
-  blocking session call (start, stop, restart, update) on one worker thread in order, and turns the
-  session's any-thread `on_state` callbacks into queued Qt signals. A QTimer in the GUI thread polls
-  `session.stats()` (cheap, thread-safe) 20 times a second and emits `readoutsUpdated` with a plain
-  `Readouts` value, so panels never see engine types.
+  blocking engine call (start, stop, restart, update, estimates, device rescans, pactl) on one job
+  thread in order (`app.jobs.JobRunner`) and hears back through queued signals: the GUI thread
+  never waits on the engine. The session's any-thread `on_state` callbacks become queued Qt
+  signals too. A QTimer in the GUI thread polls `session.stats()` (cheap, thread-safe) 20 times a
+  second and emits `readoutsUpdated` with a plain `Readouts` value, so panels never see engine types.
 """
 from __future__ import annotations
 
-import math
-import sys
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal, pyqtSlot
 
-from app.settings_store import BUILTIN_VOICE, AppConfig, DeviceRef
+from app.engine_adapter import LIVE_SAFE, EngineAdapter, Session, latency_view, readouts_from_stats
+from app.jobs import JobRunner
+from app.settings_store import BUILTIN_VOICE, AppConfig
+from app.values import IDLE, DeviceInfo, DeviceRef, Readouts, VoiceInfo
 from app.voice_import import VoiceImportError, import_voice_zip
-from engine.audio.devices import DeviceInfo as EngineDeviceInfo
-from engine.settings import LIVE_SAFE
 
 #: Readout polling period. 50 ms = 20 updates/s: meters look fluid, cost is negligible.
 POLL_MS = 50
 ESTIMATE_DELAY_MS = 120  # coalesce slider drags into one estimate
-SILENCE_DB = -120.0
-
-
-# --- plain values the panels consume ----------------------------------------------------------------
-@dataclass(frozen=True)
-class DeviceInfo(EngineDeviceInfo):
-    """One audio device as listed to the user: the engine's description plus what the app marks."""
-
-    is_virtual: bool = False       # a virtual cable end (VB-Cable, BlackHole, PulseAudio null sink…)
-    is_suggested_output: bool = False  # the cable side to play into (engine.audio.virtual_cable.suggest_output)
-
-    @property
-    def ref(self) -> DeviceRef:
-        return DeviceRef(self.name, self.hostapi)
-
-    @property
-    def session_spec(self) -> int | str:
-        """What SessionConfig gets: the PortAudio index, or the name for `pulse:NAME` entries (index -1)."""
-        return self.index if self.index >= 0 else self.name
-
-
-@dataclass(frozen=True)
-class VoiceInfo:
-    """A voice the user can pick. `speakers` are (name, id) in the pack's order."""
-
-    spec: str
-    name: str
-    speakers: tuple[tuple[str, int], ...]
-    builtin: bool = False
-
-
-@dataclass(frozen=True)
-class LatencyRow:
-    label: str
-    ms: float
-    tip: str
-
-
-@dataclass(frozen=True)
-class LatencyView:
-    """End-to-end latency, decomposed. `measured` = includes latencies the devices reported."""
-
-    rows: tuple[LatencyRow, ...]
-    total_ms: float
-    measured: bool = False
-
-
-@dataclass(frozen=True)
-class Readouts:
-    """One snapshot of the running session, in display units."""
-
-    state: str
-    message: str = ""
-    latency: LatencyView | None = None
-    compute_p50_ms: float | None = None
-    compute_p99_ms: float | None = None
-    block_budget_ms: float | None = None
-    underruns: int = 0
-    queue_depth: int = 0
-    provider: str = ""
-    provider_note: str = ""
-    input_db: float = SILENCE_DB
-    output_db: float = SILENCE_DB
-    blocks: int = 0
-    recording: tuple[str, ...] = ()
-    device_xruns: int = 0          # over/underflows the driver reported (vs. `underruns`: late blocks)
-    sample_rate: int | None = None
-    notes: tuple[str, ...] = ()    # e.g. "the monitor is the output device; ignored"
-
-
-IDLE = Readouts(state="stopped")
-
-# engine.latency.LatencyBreakdown part -> (label, tooltip). Order = the path the sound takes.
-LATENCY_PARTS: tuple[tuple[str, str, str], ...] = (
-    ("input_buffer", "Input buffer", "Audio waiting in the sound card / driver before we get it."),
-    ("block", "Block", "We convert one block at a time: the first sample of a block waits for the last."),
-    ("lookahead", "Lookahead", "Future audio the model hears for better quality; costs exactly this much delay."),
-    ("crossfade", "Crossfade", "Overlap used to join blocks without clicks."),
-    ("resampling", "Resampling", "Converting between the device rate and the model's 24 kHz (filter delay)."),
-    ("core", "Voice pre-roll", "Fixed delay inside the voice itself (e.g. the vocoder's warm-up frames)."),
-    ("compute_margin", "Compute budget", "Time allowed to convert each block (plus one driver callback) before it "
-                                         "must play; a block that takes longer causes a dropout."),
-    ("output_buffer", "Output buffer", "Audio queued in the output driver before it reaches your ears."),
-)
-
-
-# --- the engine, behind one adapter ------------------------------------------------------------------
-class EngineAdapter:
-    """Everything the app needs from engine/. Subclass or duck-type it for tests.
-
-    `backend`: an `engine.audio.streams` backend (e.g. `SimulatedBackend` for demos and tests); None =
-    the real sound system through PortAudio.
-    """
-
-    def __init__(self, backend: Any = None) -> None:
-        self.backend = backend
-
-    def list_devices(self) -> list[DeviceInfo]:
-        from engine.audio import devices, virtual_cable
-
-        found = list(self.backend.devices()) if self.backend is not None else devices.list_devices(include_pulse=True)
-        virtual = {(d.name, d.hostapi) for d in virtual_cable.find_virtual_devices(found)}
-        suggested = virtual_cable.suggest_output(found)
-        return [
-            DeviceInfo(**{f.name: getattr(d, f.name) for f in fields(EngineDeviceInfo)},
-                       is_virtual=(d.name, d.hostapi) in virtual,
-                       is_suggested_output=suggested is not None and (d.name, d.hostapi) == (suggested.name,
-                                                                                              suggested.hostapi))
-            for d in found
-        ]
-
-    def rescan_devices(self) -> None:
-        """Make PortAudio see devices plugged in since it started (only with no stream open)."""
-        if self.backend is not None:
-            self.backend.refresh()
-            return
-        from engine.audio import devices
-
-        devices.refresh()
-
-    def make_session(self) -> Any:
-        from engine.session import LiveSession
-
-        return LiveSession(backend=self.backend)
-
-    def make_session_config(self, **kwargs: Any) -> Any:
-        from engine.session import SessionConfig
-
-        return SessionConfig(**kwargs)
-
-    def voice_info(self, spec: str, verify: bool = True) -> VoiceInfo:
-        """Validate a voice; raises with a user-readable message (VoicePackError) when it is bad.
-
-        verify=True also checks every file's sha256 (a user just picked it); False is the quick
-        check used when listing and restoring (the session verifies again when it loads the pack).
-        """
-        from engine import voices
-
-        if spec != voices.BUILTIN_DSP and verify:
-            self.validate_pack(Path(spec))
-        return _voice_info(voices.describe(spec))
-
-    def installed_voices(self) -> list[VoiceInfo]:
-        """Built-in voice first, then the valid packs in the voices folder."""
-        from engine import voices
-
-        return [_voice_info(info) for info in voices.list_installed()]
-
-    def validate_pack(self, folder: Path) -> None:
-        from engine.voicepack import load_manifest
-
-        load_manifest(folder, verify_hashes=True)
-
-    def voices_dir(self) -> Path:
-        from engine import voices
-
-        return voices.voices_dir()
-
-    def virtual_mic_support(self) -> tuple[bool, str]:
-        """(can create/remove a virtual mic here, reason when not)."""
-        if not sys.platform.startswith("linux"):
-            return False, ("Creating a virtual mic from the app works on Linux (PulseAudio/PipeWire) only. "
-                           "On Windows install VB-Cable, on macOS BlackHole, then pick it as Output.")
-        from engine.audio import virtual_cable
-
-        return virtual_cable.can_create_virtual_mic()
-
-    def create_virtual_mic(self) -> str:
-        from engine.audio import virtual_cable
-
-        return virtual_cable.create_virtual_mic()
-
-    def remove_virtual_mic(self) -> str:
-        from engine.audio import virtual_cable
-
-        return virtual_cable.remove_virtual_mic()
-
-
-def _voice_info(info: Any) -> VoiceInfo:
-    """engine.voices.VoiceInfo (speakers as a name->id dict) -> the app's VoiceInfo."""
-    speakers = tuple((str(name), int(sid)) for name, sid in sorted(info.speakers.items(), key=lambda item: item[1]))
-    return VoiceInfo(spec=str(info.spec), name=str(info.name), speakers=speakers,
-                     builtin=str(info.spec) == BUILTIN_VOICE)
-
-
-def latency_view(breakdown: Any, measured: bool = False) -> LatencyView:
-    """Turn an `engine.latency.LatencyBreakdown` (samples at the device rate) into rows in ms."""
-    rows = tuple(LatencyRow(label, float(breakdown.ms(name)), tip) for name, label, tip in LATENCY_PARTS)
-    return LatencyView(rows=rows, total_ms=float(breakdown.total_ms), measured=measured)
-
-
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def readouts_from_stats(stats: Any) -> Readouts:
-    """Turn an `engine.session.LiveStats` snapshot into `Readouts`."""
-    return Readouts(
-        state=str(stats.state),
-        message=str(stats.error or ""),
-        latency=latency_view(stats.latency, measured=True) if stats.latency is not None else None,
-        compute_p50_ms=_finite(stats.compute_p50_ms),
-        compute_p99_ms=_finite(stats.compute_p99_ms),
-        block_budget_ms=_finite(stats.block_budget_ms),
-        underruns=int(stats.underruns),
-        queue_depth=int(stats.queue_depth),
-        provider=str(stats.provider or ""),
-        provider_note=str(stats.provider_note or ""),
-        input_db=_finite(stats.input_level_db) or SILENCE_DB,
-        output_db=_finite(stats.output_level_db) or SILENCE_DB,
-        blocks=int(stats.blocks_processed),
-        recording=tuple(str(p) for p in (stats.recording_paths or ())),
-        device_xruns=int(stats.device_xruns),
-        sample_rate=int(stats.sample_rate) if stats.sample_rate else None,
-        notes=tuple(str(n) for n in stats.notes),
-    )
 
 
 # --- the bridge ---------------------------------------------------------------------------------------
@@ -275,22 +54,20 @@ class AudioBridge(QObject):
     message = pyqtSignal(str, str)               # level ("info" | "warning" | "error"), text
 
     _engineState = pyqtSignal(str, str)          # from any thread -> queued to the GUI thread
-    _jobDone = pyqtSignal(object, object)          # GUI-thread callback, its argument
 
-    def __init__(self, config: AppConfig | None = None, session: Any = None,
+    def __init__(self, config: AppConfig | None = None, session: Session | None = None,
                  engine: EngineAdapter | None = None, poll_ms: int = POLL_MS,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.engine = engine or EngineAdapter()
         self._config = config or AppConfig()
-        self._session = session            # created lazily so the window opens even if the engine can't
+        self._session: Session | None = session   # created lazily so the window opens even if the engine can't
         self._devices: list[DeviceInfo] = []
         self._voice = VoiceInfo(BUILTIN_VOICE, "Built-in voice", (("Default", 0),), builtin=True)
         self._state = "stopped"
         self._recording = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="como-session")
+        self._jobs = JobRunner("como-session", parent=self)
         self._engineState.connect(self._on_engine_state)
-        self._jobDone.connect(self._on_job_done)
         self._timer = QTimer(self)
         self._timer.setInterval(poll_ms)
         self._timer.timeout.connect(self.poll)
@@ -329,12 +106,12 @@ class AudioBridge(QObject):
         return self._recording
 
     @property
-    def session(self) -> Any:
+    def session(self) -> Session:
         if self._session is None:
             self._attach(self.engine.make_session())
         return self._session
 
-    def _attach(self, session: Any) -> None:
+    def _attach(self, session: Session) -> None:
         self._session = session
         # Called from the audio/worker thread: only emit a signal (queued to the GUI thread).
         session.on_state = lambda state, message="": self._engineState.emit(str(state), str(message or ""))
@@ -361,15 +138,24 @@ class AudioBridge(QObject):
         self.message.emit("warning", f"Saved voice could not be loaded ({exc}); using the built-in voice.")
 
     # -- devices --------------------------------------------------------------------------------------
-    def refresh_devices(self, rescan: bool = True) -> list[DeviceInfo]:
-        """Re-list devices; a chosen device that vanished falls back to the default with a message.
+    def refresh_devices(self, rescan: bool = True, then: Callable[[], None] | None = None) -> None:
+        """Re-list devices (`devicesChanged`); a chosen device that vanished falls back to the default
+        with a message. `then()` runs once the new list is in.
 
-        rescan=True also restarts PortAudio so it sees newly plugged devices; that is done on the
-        session thread (never under an open stream, never beside an estimate in progress).
+        rescan=True first restarts PortAudio so it sees newly plugged devices; that runs on the job
+        thread (never under an open stream, never beside an estimate in progress, never blocking the
+        window) and the list follows when it is done.
         """
+        if rescan and self._state in ("stopped", "error") and not self._closed:
+            self._jobs.submit(self.engine.rescan_devices, lambda _: self._list_devices(then),
+                              on_error=lambda exc: self._list_devices(then, failure=exc))
+            return
+        self._list_devices(then)
+
+    def _list_devices(self, then: Callable[[], None] | None = None, failure: Exception | None = None) -> None:
         try:
-            if rescan and self._state in ("stopped", "error") and not self._closed:
-                self._executor.submit(self.engine.rescan_devices).result(timeout=30)
+            if failure is not None:
+                raise failure
             self._devices = self.engine.list_devices()
         except Exception as exc:
             self._devices = []
@@ -389,7 +175,8 @@ class AudioBridge(QObject):
             self.configChanged.emit(self._config)
             self.estimate_latency()
         self.devicesChanged.emit(list(self._devices))
-        return list(self._devices)
+        if then is not None:
+            then()
 
     def _find(self, ref: DeviceRef, wants_input: bool) -> DeviceInfo | None:
         for device in self._devices:
@@ -650,17 +437,12 @@ class AudioBridge(QObject):
         return readouts
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
-        """Stop audio and the worker thread (window close)."""
+        """Stop audio and the job thread (window close: the one place that waits, at most `timeout_s`)."""
         self._closed = True
         self._timer.stop()
         self._estimate_timer.stop()
-        if self._session is not None and self._state not in ("stopped",):
-            future = self._executor.submit(self._session.stop)
-            try:
-                future.result(timeout=timeout_s)
-            except Exception:
-                pass  # closing anyway; the OS frees the devices with the process
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        running = self._session is not None and self._state not in ("stopped",)
+        self._jobs.close(last=self._session.stop if running else None, timeout_s=timeout_s)
 
     # -- virtual mic ----------------------------------------------------------------------------------
     def virtual_mic_support(self) -> tuple[bool, str]:
@@ -670,8 +452,12 @@ class AudioBridge(QObject):
             return False, f"Virtual mic unavailable: {exc}"
 
     def create_virtual_mic(self) -> None:
-        """Create the Linux virtual mic and, if the output is still the default, play into it."""
-        self._virtual_mic(self.engine.create_virtual_mic, "Could not create the virtual mic")
+        """Create the Linux virtual mic (on the job thread: pactl may take seconds) and, if the output
+        is still the default, play into it once the device list has it."""
+        self._virtual_mic(self.engine.create_virtual_mic, "Could not create the virtual mic",
+                          then=self._play_into_cable)
+
+    def _play_into_cable(self) -> None:
         cable = self.suggested_output()
         if cable is not None and self._config.output_device is None:
             self.set_device("output", cable.ref)
@@ -679,36 +465,24 @@ class AudioBridge(QObject):
     def remove_virtual_mic(self) -> None:
         self._virtual_mic(self.engine.remove_virtual_mic, "Could not remove the virtual mic")
 
-    def _virtual_mic(self, action: Callable[[], str], failure: str) -> None:
-        try:
-            text = action()
-        except Exception as exc:
-            self.message.emit("error", f"{failure}: {exc}")
-            return
-        self.message.emit("info", text)
-        self.refresh_devices()
+    def _virtual_mic(self, action: Callable[[], str], failure: str, then: Callable[[], None] | None = None) -> None:
+        def done(text: str) -> None:
+            self.message.emit("info", text)
+            self.refresh_devices(then=then)
+
+        self._submit(action, done, on_error=lambda exc: self.message.emit("error", f"{failure}: {exc}"))
 
     # -- internals ------------------------------------------------------------------------------------
     def _submit(self, job: Callable[[], Any], on_done: Callable[[Any], None] | None = None,
                 failure: str = "", fatal: bool = True,
-                on_error: Callable[[Exception], None] | None = None) -> Future | None:
-        """Run `job` on the session thread, in order; `on_done(result)` runs in the GUI thread.
+                on_error: Callable[[Exception], None] | None = None) -> None:
+        """Run `job` on the job thread, in order; `on_done(result)` runs in the GUI thread.
 
         On an exception: `on_error(exc)` if given, else fatal=True puts the bridge in the "error"
         state (start/stop/restart) and fatal=False only reports it (a live update the session refused).
+        Nothing runs once the window is closing.
         """
-        def run() -> None:
-            try:
-                result = job()
-            except Exception as exc:  # reported in the GUI thread via the queued signal
-                handler = on_error or (lambda error: self._failed(failure, error, fatal))
-                self._jobDone.emit(handler, exc)
-            else:
-                self._jobDone.emit(on_done, result)
-
-        if self._closed:
-            return None  # the window is closing; nothing more reaches the session
-        return self._executor.submit(run)
+        self._jobs.submit(job, on_done, on_error or (lambda error: self._failed(failure, error, fatal)))
 
     def _failed(self, failure: str, exc: Exception, fatal: bool) -> None:
         if fatal and self._state == "error":
@@ -717,11 +491,6 @@ class AudioBridge(QObject):
             self._set_state("error", f"{failure}: {exc}")
         else:
             self.message.emit("error", f"{failure}: {exc}")
-
-    @pyqtSlot(object, object)
-    def _on_job_done(self, callback: Any, result: Any) -> None:
-        if callback is not None:
-            callback(result)
 
     @pyqtSlot(str, str)
     def _on_engine_state(self, state: str, message: str) -> None:
@@ -742,11 +511,3 @@ class AudioBridge(QObject):
         if state == "error":
             self.message.emit("error", message or "The session stopped with an error.")
         self.stateChanged.emit(state, message)
-
-
-def group_by_hostapi(devices: Iterable[DeviceInfo]) -> dict[str, list[DeviceInfo]]:
-    """Devices per host API, host APIs in first-seen order (PortAudio lists the platform's best first)."""
-    groups: dict[str, list[DeviceInfo]] = {}
-    for device in devices:
-        groups.setdefault(device.hostapi, []).append(device)
-    return groups

@@ -10,10 +10,11 @@ from PyQt6.QtGui import QAction, QCloseEvent, QKeySequence
 from PyQt6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QSizePolicy,
                              QVBoxLayout, QWidget)
 
-from app.bridge import AudioBridge, Readouts
+from app.bridge import AudioBridge
 from app.hotkeys import COMMANDS, SHORTCUTS, global_hotkey_support
 from app.panels import AudioPanel, ReadoutsPanel, TimingPanel, VoicePanel
 from app.settings_store import AppConfig, SettingsStore
+from app.values import Readouts
 
 SAVE_DELAY_MS = 500  # settle slider drags before writing settings.json
 STATE_TEXT = {"stopped": "Stopped", "starting": "Starting…", "running": "LIVE", "stopping": "Stopping…",

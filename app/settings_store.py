@@ -14,7 +14,8 @@ from typing import Any
 
 import platformdirs
 
-from engine.settings import Settings
+from app.engine_adapter import Settings
+from app.values import DeviceRef
 
 APP_NAME = "como-live"
 FILE_NAME = "settings.json"
@@ -28,17 +29,6 @@ NOT_RESTORED = frozenset({"bypass"})
 def config_dir() -> Path:
     """Folder of settings.json ($COMO_LIVE_CONFIG_DIR or the platform's user config folder)."""
     return Path(os.environ.get(CONFIG_DIR_ENV) or platformdirs.user_config_dir(APP_NAME, appauthor=False))
-
-
-@dataclass(frozen=True)
-class DeviceRef:
-    """A device as the user knows it; resolved to a PortAudio index only when a session starts."""
-
-    name: str
-    hostapi: str
-
-    def label(self) -> str:
-        return f"{self.name} ({self.hostapi})"
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 from PyQt6.QtWidgets import QApplication, QWidget  # noqa: E402
 
-from app.bridge import EngineAdapter  # noqa: E402
+from app.engine_adapter import EngineAdapter  # noqa: E402
 from app.main_window import MainWindow, open_main_window  # noqa: E402
-from app.settings_store import DeviceRef  # noqa: E402
+from app.values import DeviceRef  # noqa: E402
 
 RATE = 48000
 HOST = "Simulated"

@@ -16,8 +16,9 @@ from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from app.bridge import DeviceInfo, EngineAdapter, VoiceInfo  # noqa: E402
+from app.engine_adapter import EngineAdapter  # noqa: E402
 from app.settings_store import BUILTIN_VOICE  # noqa: E402
+from app.values import DeviceInfo, VoiceInfo  # noqa: E402
 from engine.latency import LatencyBreakdown, ms_to_samples  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from engine.voicepack import NetworkSpec, TensorSpec, VoiceManifest, load_manifest, sha256_file, write_manifest  # noqa: E402

@@ -10,9 +10,9 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from app.bridge import EngineAdapter  # noqa: E402
+from app.engine_adapter import EngineAdapter  # noqa: E402
 from app.main_window import open_main_window  # noqa: E402
-from app.settings_store import DeviceRef  # noqa: E402
+from app.values import DeviceRef  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 RATE = 48000

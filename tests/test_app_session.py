@@ -11,7 +11,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from app.bridge import AudioBridge, Readouts  # noqa: E402
+from app.bridge import AudioBridge  # noqa: E402
+from app.values import Readouts  # noqa: E402
 from tests.test_app_fakes import FakeEngine, FakeSession, build_window, make_pack  # noqa: E402
 
 pytestmark = pytest.mark.gui

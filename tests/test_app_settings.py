@@ -10,7 +10,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from app.settings_store import CONFIG_DIR_ENV, AppConfig, DeviceRef, SettingsStore, config_dir  # noqa: E402
+from app.settings_store import CONFIG_DIR_ENV, AppConfig, SettingsStore, config_dir  # noqa: E402
+from app.values import DeviceRef  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from tests.test_app_fakes import DEFAULT_DEVICES, FakeEngine, build_window, make_pack  # noqa: E402
 

@@ -9,7 +9,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from app.settings_store import BUILTIN_VOICE, DeviceRef  # noqa: E402
+from app.settings_store import BUILTIN_VOICE  # noqa: E402
+from app.values import DeviceRef  # noqa: E402
 from app.widgets.device_combo import DeviceCombo  # noqa: E402
 from tests.test_app_fakes import FakeEngine, FakeSession, build_window, make_pack, zip_folder  # noqa: E402
 
@@ -193,6 +194,7 @@ def test_virtual_mic_buttons(qtbot, tmp_path: Path) -> None:
     assert window.audio_panel.create_mic_button.isEnabled()
     assert window.bridge.config.output_device is None
     window.audio_panel.create_mic_button.click()
+    qtbot.waitUntil(lambda: window.bridge.config.output_device is not None, timeout=5000)
     assert engine.mic_calls == ["create"]
     # the output was the default: the converted voice now goes into the virtual mic
     assert window.bridge.config.output_device.name == "CoMo Live Virtual Mic"

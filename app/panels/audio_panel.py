@@ -4,8 +4,9 @@ from __future__ import annotations
 from PyQt6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
                              QSpinBox, QWidget)
 
-from app.bridge import AudioBridge, DeviceInfo
+from app.bridge import AudioBridge
 from app.settings_store import AppConfig
+from app.values import DeviceInfo
 from app.widgets.device_combo import DeviceCombo
 from app.widgets.value_slider import ValueSlider
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import QGridLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
-from app.bridge import LATENCY_PARTS, AudioBridge, LatencyView, Readouts
+from app.bridge import AudioBridge
+from app.values import LATENCY_PARTS, LatencyView, Readouts
 from app.widgets.budget_bar import BudgetBar, budget_colour
 from app.widgets.level_meter import LevelMeter
 

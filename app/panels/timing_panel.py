@@ -9,8 +9,9 @@ from __future__ import annotations
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import QFormLayout, QGroupBox, QLabel, QSpinBox, QWidget
 
-from app.bridge import AudioBridge, LatencyView, Readouts
+from app.bridge import AudioBridge
 from app.settings_store import AppConfig
+from app.values import LatencyView, Readouts
 
 TRADE_OFF = ("Smaller block = lower delay, but more GPU/CPU work per second and a higher risk of "
              "dropouts (crackles). Lookahead improves quality and adds exactly its length in delay. "

@@ -5,8 +5,9 @@ from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
                              QPushButton, QWidget)
 
-from app.bridge import AudioBridge, VoiceInfo
+from app.bridge import AudioBridge
 from app.settings_store import AppConfig
+from app.values import VoiceInfo
 from app.widgets.value_slider import ValueSlider
 
 GATE_OFF_DB = -120.0

@@ -11,8 +11,7 @@ from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtGui import QFont, QStandardItem, QStandardItemModel
 from PyQt6.QtWidgets import QComboBox, QWidget
 
-from app.bridge import DeviceInfo, group_by_hostapi
-from app.settings_store import DeviceRef
+from app.values import DeviceInfo, DeviceRef, group_by_hostapi
 
 ROLE_REF = Qt.ItemDataRole.UserRole + 1
 VIRTUAL_MARK = "★"
