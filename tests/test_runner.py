@@ -17,10 +17,25 @@ from engine.runner import RealtimeRunner
 RATE = 48000
 
 
+_CONVERTERS: list["DelayConverter"] = []
+
+
+@pytest.fixture(autouse=True)
+def converter_errors_fail_the_test():
+    """A DelayConverter runs on the runner's worker thread, where a failed check only becomes a
+    fault string; it records the failure and this fixture fails the test with it."""
+    _CONVERTERS.clear()
+    yield
+    errors = [error for conv in _CONVERTERS for error in conv.errors]
+    assert errors == [], errors
+
+
 class DelayConverter:
     """Identity with a fixed delay (the converter contract), optionally held up by a gate."""
 
     def __init__(self, delay: int = 300, sleep_s: float = 0.0) -> None:
+        _CONVERTERS.append(self)
+        self.errors: list[str] = []
         self.delay = delay
         self.line = np.zeros(delay, np.float32)
         self.fed = 0
@@ -40,7 +55,9 @@ class DelayConverter:
 
     def process(self, x: np.ndarray) -> np.ndarray:
         if self.gate_at is not None and self.fed <= self.gate_at < self.fed + len(x):
-            assert self.gate.wait(30), "test never opened the gate"
+            if not self.gate.wait(30):
+                self.errors.append("the test never opened the gate")
+                raise RuntimeError(self.errors[-1])   # stops this block; the fixture fails the test
         if self.sleep_s:
             time.sleep(self.sleep_s)
         self.fed += len(x)
