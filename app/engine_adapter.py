@@ -140,49 +140,6 @@ class EngineAdapter:
         return virtual_cable.remove_virtual_mic()
 
 
-def _voice_info(info: Any) -> VoiceInfo:
-    """engine.voices.VoiceInfo (speakers as a name->id dict) -> the app's VoiceInfo."""
-    speakers = tuple((str(name), int(sid)) for name, sid in sorted(info.speakers.items(), key=lambda item: item[1]))
-    return VoiceInfo(spec=str(info.spec), name=str(info.name), speakers=speakers,
-                     builtin=str(info.spec) == BUILTIN_VOICE)
-
-
-def latency_view(breakdown: Any, measured: bool = False) -> LatencyView:
-    """Turn an `engine.latency.LatencyBreakdown` (samples at the device rate) into rows in ms."""
-    rows = tuple(LatencyRow(label, float(breakdown.ms(name)), tip) for name, label, tip in LATENCY_PARTS)
-    return LatencyView(rows=rows, total_ms=float(breakdown.total_ms), measured=measured)
-
-
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def readouts_from_stats(stats: Any) -> Readouts:
-    """Turn an `engine.session.LiveStats` snapshot into `Readouts`."""
-    return Readouts(
-        state=str(stats.state),
-        message=str(stats.error or ""),
-        latency=latency_view(stats.latency, measured=True) if stats.latency is not None else None,
-        compute_p50_ms=_finite(stats.compute_p50_ms),
-        compute_p99_ms=_finite(stats.compute_p99_ms),
-        block_budget_ms=_finite(stats.block_budget_ms),
-        underruns=int(stats.underruns),
-        queue_depth=int(stats.queue_depth),
-        provider=str(stats.provider or ""),
-        provider_note=str(stats.provider_note or ""),
-        input_db=_finite(stats.input_level_db) or SILENCE_DB,
-        output_db=_finite(stats.output_level_db) or SILENCE_DB,
-        blocks=int(stats.blocks_processed),
-        recording=tuple(str(p) for p in (stats.recording_paths or ())),
-        device_xruns=int(stats.device_xruns),
-        sample_rate=int(stats.sample_rate) if stats.sample_rate else None,
-        notes=tuple(str(n) for n in stats.notes),
-    )
-
-
 def _voice_info(info: voices.VoiceInfo) -> VoiceInfo:
     """engine.voices.VoiceInfo (speakers as a name->id dict) -> the app's VoiceInfo."""
     from engine.voices import BUILTIN_DSP
