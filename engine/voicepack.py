@@ -78,6 +78,10 @@ class VoiceManifest:
         """Absolute path of a network's ONNX file."""
         return Path(self.folder) / self.networks[network].file
 
+    def files(self) -> set[str]:
+        """Every file name the pack consists of: the manifest and each network's file."""
+        return {MANIFEST_NAME, *(net.file for net in self.networks.values())}
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("folder")
