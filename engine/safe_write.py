@@ -53,7 +53,7 @@ def check_output_file(path: str | os.PathLike, inputs: Iterable[str | os.PathLik
         raise OutputError(f"the output {path} is a folder; give a file name")
     folder = path.resolve().parent
     if not folder.is_dir():
-        raise OutputError(f"the output folder {folder} does not exist")
+        raise OutputError(f"the output folder does not exist: {folder}")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"the output folder {folder} is not writable")
     if audio:
@@ -71,6 +71,16 @@ def audio_format(path: str | os.PathLike) -> str:
         raise OutputError(f"cannot write audio as '.{suffix.lower()}' ({path}); use one of: "
                           + ", ".join(f".{f.lower()}" for f in sorted(formats)))
     return suffix
+
+
+def audio_writer(temp: str | os.PathLike, output: str | os.PathLike, rate: int, channels: int = 1):
+    """`temp` opened (soundfile) for writing in the format `output`'s extension names, 32-bit float
+    where the format has it; use inside `atomic_path(output)`."""
+    import soundfile as sf
+
+    kind = audio_format(output)
+    subtype = "FLOAT" if sf.check_format(kind, "FLOAT") else sf.default_subtype(kind)
+    return sf.SoundFile(str(temp), "w", samplerate=int(rate), channels=channels, subtype=subtype, format=kind)
 
 
 def describe_failure(exc: BaseException, path: str | os.PathLike) -> str:
