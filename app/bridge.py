@@ -25,7 +25,7 @@ from typing import Any
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal, pyqtSlot
 
 from app.settings_store import BUILTIN_VOICE, AppConfig, DeviceRef
-from app.voice_import import VoiceImportError, import_voice_zip
+from app.voice_import import VoiceImportError, clean_stale_imports, import_voice_zip
 from engine.devices import DeviceInfo as EngineDeviceInfo
 from engine.settings import LIVE_SAFE
 
@@ -187,10 +187,11 @@ class EngineAdapter:
 
         return [_voice_info(info) for info in voices.list_installed()]
 
-    def validate_pack(self, folder: Path) -> None:
+    def validate_pack(self, folder: Path) -> set[str]:
+        """Raise when `folder` is not a valid pack; return the names of the files it consists of."""
         from engine.voicepack import load_manifest
 
-        load_manifest(folder, verify_hashes=True)
+        return load_manifest(folder, verify_hashes=True).files()
 
     def voices_dir(self) -> Path:
         from engine import voices
@@ -350,6 +351,7 @@ class AudioBridge(QObject):
     def initialize(self) -> None:
         """List devices and voices and restore the saved voice; emits everything the panels need."""
         self.refresh_devices(rescan=False)  # PortAudio has just started: it sees every device
+        clean_stale_imports(self.engine.voices_dir())  # left by an import that was killed
         self.refresh_voices()
         spec = self._config.voice
         try:
