@@ -24,7 +24,7 @@ import onnx
 import onnxruntime as ort
 from tqdm import tqdm
 
-from engine.safe_write import discard, fsync_tree, temp_beside
+from engine.safe_write import describe_failure, discard, fsync_tree, temp_beside
 from engine.voicepack import (
     NetworkSpec,
     TensorSpec,
@@ -164,6 +164,8 @@ def export_pack(
         loaded = load_official(ckpt, config)
     except CheckpointError as exc:
         raise ExportError(str(exc)) from exc
+    except (ValueError, KeyError, TypeError) as exc:  # malformed configs the loader did not name (as models.infer)
+        raise ExportError(f"{ckpt}: cannot use this checkpoint/config ({type(exc).__name__}: {exc})") from exc
     if loaded.kind != "student":
         raise ExportError(f"{ckpt} is a teacher checkpoint: a live voice needs the one-step consistency "
                           "student (train.py -t ... in the official repo); convert files with the teacher "
@@ -212,6 +214,11 @@ def export_pack(
                 extra={"sample_rate": info["sample_rate"], "hop": info["hop"], **info.get("extra", {})},
             )
             bar.update()
+        listed = {net.file for net in networks.values()}
+        strays = sorted(p.name for p in staging.iterdir() if p.name not in listed)
+        if strays:  # torch writes weights beside a graph over 2 GB; the engine loads one file per network
+            raise ExportError(f"the export wrote external data files ({', '.join(strays[:5])}), which a voice pack "
+                              "may not hold: a network is too large for a single ONNX file (2 GB)")
         manifest = VoiceManifest(
             name=name or ckpt.parent.name or ckpt.stem,
             speakers=loaded.speakers or {"default": 0},
@@ -271,6 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                 args.name, args.out, args.fp16, args.opset, args.quiet)
     except (ExportError, parity.ParityError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk or an unwritable folder while writing the pack (nothing was kept)
+        print(f"error: {describe_failure(exc, args.out or args.ckpt.parent / 'voicepack')}", file=sys.stderr)
         return 2
     print(summary(folder, manifest, results))
     return 0

@@ -15,6 +15,7 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from app.voice_import import VoiceImportError, clean_stale_imports, import_voice_zip  # noqa: E402
+from tests.fixtures.zips import member_data_offset  # noqa: E402
 from tests.test_app_fakes import FakeEngine, build_window, make_pack, zip_folder  # noqa: E402
 from tests.test_voice_import import hostile_zip, validate  # noqa: E402
 
@@ -23,13 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _damage(archive: Path, member: str, garbage: bytes) -> Path:
     """Overwrite the start of `member`'s stored (compressed) bytes with `garbage`."""
-    with zipfile.ZipFile(archive) as z:
-        info = z.getinfo(member)
     data = bytearray(archive.read_bytes())
-    header = info.header_offset
-    name_len = int.from_bytes(data[header + 26: header + 28], "little")
-    extra_len = int.from_bytes(data[header + 28: header + 30], "little")
-    start = header + 30 + name_len + extra_len
+    start = member_data_offset(archive, member)
     data[start: start + len(garbage)] = garbage
     archive.write_bytes(bytes(data))
     return archive
