@@ -93,9 +93,9 @@ def describe_failure(exc: BaseException, path: str | os.PathLike) -> str:
         except OSError:
             pass
     if full:
-        return f"cannot write {path}: the disk is full (nothing was written; free some space and retry)"
+        return f"cannot write {path}: the disk is full (the unfinished file was removed; free some space and retry)"
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"cannot write {path} ({detail}); nothing was written"
+    return f"cannot write {path} ({detail}); the unfinished file was removed"
 
 
 def _fsync_folder(folder: Path) -> None:
