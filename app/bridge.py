@@ -25,7 +25,7 @@ from app.engine_adapter import LIVE_SAFE, EngineAdapter, Session, latency_view, 
 from app.jobs import JobRunner
 from app.settings_store import BUILTIN_VOICE, AppConfig
 from app.values import IDLE, DeviceInfo, DeviceRef, Readouts, VoiceInfo
-from app.voice_import import VoiceImportError, import_voice_zip
+from app.voice_import import VoiceImportError, clean_stale_imports, import_voice_zip
 
 #: Readout polling period. 50 ms = 20 updates/s: meters look fluid, cost is negligible.
 POLL_MS = 50
@@ -120,6 +120,7 @@ class AudioBridge(QObject):
     def initialize(self) -> None:
         """List devices and voices and restore the saved voice; emits everything the panels need."""
         self.refresh_devices(rescan=False)  # PortAudio has just started: it sees every device
+        clean_stale_imports(self.engine.voices_dir())  # left by an import that was killed
         self.refresh_voices()
         spec = self._config.voice
         try:

@@ -4,7 +4,8 @@ Every other app module reaches the engine through this one (a test checks it): t
 `EngineAdapter` (tests replace it with a fake), panels see only `app.values`, and the engine's
 objects are translated into those values here (`latency_view`, `readouts_from_stats`). Engine
 modules are imported inside the methods, so the window opens fast and even when the engine cannot
-load (no PortAudio, no onnxruntime); `Settings` and `LIVE_SAFE` are plain values and come at once.
+load (no PortAudio, no onnxruntime); `Settings`, `LIVE_SAFE` and the safe writers (`engine.safe_write`)
+are plain and come at once.
 """
 from __future__ import annotations
 
@@ -16,14 +17,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from app.values import SILENCE_DB, DeviceInfo, LatencyRow, LatencyView, LATENCY_PARTS, Readouts, VoiceInfo
+from engine.safe_write import OutputError, fsync_tree, write_bytes, write_text
 from engine.settings import LIVE_SAFE, Settings
+from engine.voicepack import MANIFEST_NAME
 
 if TYPE_CHECKING:
     from engine import voices
     from engine.latency import LatencyBreakdown
     from engine.session import LiveStats, SessionConfig
 
-__all__ = ["LIVE_SAFE", "EngineAdapter", "Session", "Settings", "latency_view", "readouts_from_stats"]
+__all__ = ["LIVE_SAFE", "MANIFEST_NAME", "EngineAdapter", "OutputError", "Session", "Settings", "latency_view", "readouts_from_stats",
+           "fsync_tree", "write_bytes", "write_text"]
 
 
 class Session(Protocol):
@@ -110,10 +114,11 @@ class EngineAdapter:
 
         return [_voice_info(info) for info in voices.list_installed()]
 
-    def validate_pack(self, folder: Path) -> None:
+    def validate_pack(self, folder: Path) -> set[str]:
+        """Raise when `folder` is not a valid pack; return the names of the files it consists of."""
         from engine.voicepack import load_manifest
 
-        load_manifest(folder, verify_hashes=True)
+        return load_manifest(folder, verify_hashes=True).files()
 
     def voices_dir(self) -> Path:
         from engine import voices

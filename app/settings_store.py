@@ -3,18 +3,23 @@
 What is stored is what the user chose, not indices: devices by (name, host API) because PortAudio
 indices change when a USB device is plugged in. Loading never fails: a missing, corrupt or
 out-of-range file gives defaults plus human-readable warnings the window shows in its status bar.
+Whenever something saved could not be used (invalid UTF-8 or JSON, nesting too deep to parse,
+numbers too large, wrong types), the file is first kept as `settings.json.bad-<time>` and then
+rewritten with what was usable, so the warning is shown once and nothing the user had is lost.
+Writes are atomic (`engine.safe_write`).
 """
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
-from app.engine_adapter import Settings
+from app.engine_adapter import OutputError, Settings, write_bytes, write_text
 from app.values import DeviceRef
 
 APP_NAME = "como-live"
@@ -77,7 +82,7 @@ def _settings(raw: Any, warnings: list[str]) -> Settings:
             continue
         try:
             result = result.with_changes(**{name: kind(value)})
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:  # out of range; an int too large for a float
             warnings.append(f"Saved setting ignored: {exc}.")
     return result
 
@@ -129,22 +134,48 @@ class SettingsStore:
         return self.folder / FILE_NAME
 
     def load(self) -> tuple[AppConfig, list[str]]:
-        """The saved config (defaults when there is none) and warnings about what was dropped."""
+        """The saved config (defaults when there is none) and warnings about what was dropped.
+
+        When anything was dropped the file is kept as `settings.json.bad-<time>` and rewritten with
+        what was usable (so the next start is clean); the last warning names the kept copy.
+        """
         try:
-            text = self.path.read_text(encoding="utf-8")
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return AppConfig(), []
         except OSError as exc:
             return AppConfig(), [f"Could not read saved settings ({exc}); using defaults."]
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            return AppConfig(), [f"Saved settings in {self.path} were corrupt; using defaults."]
-        return config_from_json(data)
+            config, warnings = config_from_json(json.loads(raw.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            config, warnings = AppConfig(), [f"Saved settings were corrupt ({exc}); using defaults."]
+        except RecursionError:
+            config, warnings = AppConfig(), ["Saved settings were nested too deeply to read; using defaults."]
+        except (ValueError, OverflowError, TypeError, MemoryError) as exc:  # e.g. a number too long to parse
+            config, warnings = AppConfig(), [f"Saved settings were unreadable ({type(exc).__name__}); using defaults."]
+        if warnings:
+            warnings.append(self._keep_bad_copy(raw, config))
+        return config, warnings
+
+    def _keep_bad_copy(self, raw: bytes, usable: AppConfig) -> str:
+        """Keep the file as it was, then rewrite it with `usable`; returns the sentence saying where it went."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        backup = self.folder / f"{FILE_NAME}.bad-{stamp}"
+        for n in range(2, 100):
+            if not backup.exists():
+                break
+            backup = self.folder / f"{FILE_NAME}.bad-{stamp}-{n}"
+        try:
+            write_bytes(backup, raw)
+            self.save(usable)
+        except OSError as exc:
+            return f"Could not keep a copy of the settings file as it was ({exc})."
+        return f"The settings file as it was is kept as {backup}."
 
     def save(self, config: AppConfig) -> None:
-        """Write atomically (temp file + replace) so a crash never leaves half a file."""
+        """Write atomically (temp file, fsync, rename) so a crash never leaves half a file; raises OSError."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(config_to_json(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        try:
+            write_text(self.path, json.dumps(config_to_json(config), indent=2, sort_keys=True) + "\n")
+        except OutputError as exc:
+            raise OSError(str(exc)) from exc

@@ -6,8 +6,11 @@ symlinks and other special files, too many entries, files or totals that expand 
 and zip-bomb compression ratios are refused with one clear sentence. Sizes are enforced again while
 decompressing, because the sizes in a zip's directory can lie. Nothing from the archive is executed:
 bytes are copied, then the pack is validated by `engine.voicepack.load_manifest` (format, sizes,
-sha256) and renamed into place in one `os.rename`. On any failure the temporary folder is removed,
-so the voices folder is exactly as it was.
+sha256) and renamed into place in one `os.rename`; only the files the manifest lists go with it.
+On any failure the temporary folder is removed, so the voices folder is exactly as it was; every
+archive error (corrupt deflate data, bad CRC, unsupported compression, ...) is one sentence. A
+staging folder left by an import that was killed (`.import-<pid>-*` of a process that no longer
+runs) is removed by `clean_stale_imports`, which the app calls at start and every import calls.
 
 No Qt here: the app calls `import_voice_zip` and shows the `VoiceImportError` message.
 """
@@ -19,15 +22,19 @@ import shutil
 import stat
 import tempfile
 import zipfile
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-MANIFEST_NAME = "voice.json"  # engine.voicepack.MANIFEST_NAME; repeated to keep this module engine-free
+from app.engine_adapter import MANIFEST_NAME, fsync_tree
+
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _SAFE_FOLDER = re.compile(r"[^A-Za-z0-9._ -]+")
+STAGING_PREFIX = ".import-"
+_STAGING = re.compile(re.escape(STAGING_PREFIX) + r"(\d+)-")
 
 
 class VoiceImportError(Exception):
@@ -159,18 +166,73 @@ def _folder_name(zip_path: Path) -> str:
     return name or "voice"
 
 
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id runs now (a reused id only delays a clean-up)."""
+    if os.name == "nt":
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        ctypes.windll.kernel32.CloseHandle(handle)
+        return code.value == 259  # STILL_ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_imports(voices_dir: str | os.PathLike) -> list[Path]:
+    """Remove staging folders of imports whose process is gone (killed mid-import); returns them.
+
+    Folders of running imports (this process's or another's) are left alone; a staging folder
+    without a process id is from an older version and always stale.
+    """
+    removed = []
+    root = Path(voices_dir)
+    if not root.is_dir():
+        return removed
+    for path in root.iterdir():
+        if not path.name.startswith(STAGING_PREFIX) or path.is_symlink() or not path.is_dir():
+            continue
+        match = _STAGING.match(path.name)
+        if match and (int(match.group(1)) == os.getpid() or _process_alive(int(match.group(1)))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _keep_only(pack: Path, listed: Iterable[str]) -> None:
+    """Delete everything in the extracted `pack` that the manifest does not list."""
+    keep = set(listed)
+    for path in list(pack.iterdir()):
+        if path.name in keep and path.is_file() and not path.is_symlink():
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
 def import_voice_zip(
     zip_path: str | os.PathLike,
     voices_dir: str | os.PathLike,
-    validate: Callable[[Path], Any],
+    validate: Callable[[Path], Iterable[str]],
     limits: ImportLimits = ImportLimits(),
     name: str | None = None,
 ) -> Path:
     """Install the pack in `zip_path` as `voices_dir/<name>` and return that folder.
 
     `validate(folder)` must raise (e.g. `engine.voicepack.VoicePackError`) when the extracted
-    folder is not a valid pack; its message is passed on. `name` defaults to the zip's file name.
-    Raises `VoiceImportError`; on failure nothing is left in `voices_dir`.
+    folder is not a valid pack (its message is passed on), and return the names of the files the
+    pack consists of (`VoiceManifest.files()`): nothing else is installed. `name` defaults to the
+    zip's file name. Raises `VoiceImportError`; on failure nothing is left in `voices_dir`.
     """
     zip_path = Path(zip_path)
     voices_dir = Path(voices_dir)
@@ -184,26 +246,37 @@ def import_voice_zip(
         archive = zipfile.ZipFile(zip_path)
     except FileNotFoundError as exc:
         raise VoiceImportError(f"{zip_path} does not exist") from exc
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise VoiceImportError(f"{zip_path.name} is not a readable .zip archive ({exc})") from exc
-    voices_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".import-", dir=voices_dir))
+    try:
+        voices_dir.mkdir(parents=True, exist_ok=True)
+        clean_stale_imports(voices_dir)
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=voices_dir))
+    except OSError as exc:
+        archive.close()
+        raise VoiceImportError(f"cannot write into the voices folder {voices_dir} ({exc})") from exc
     try:
         with archive:
             plan = check_archive(archive, limits)
             _extract(archive, plan, staging, limits)
         pack = staging.joinpath(*plan.root)
         try:
-            validate(pack)
+            listed = validate(pack)
         except Exception as exc:  # the validator's message is the user-facing reason
             raise VoiceImportError(f"the archive is not a valid voice pack: {exc}") from exc
+        _keep_only(pack, listed)
+        fsync_tree(pack)
         # Same folder, same file system: one atomic rename; fails rather than overwrite.
         os.rename(pack, target)
         return target
     except VoiceImportError:
         raise
-    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError) as exc:
-        raise VoiceImportError(f"could not import {zip_path.name}: {exc}") from exc
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, ValueError,
+            NotImplementedError) as exc:
+        # Corrupt deflate data (zlib.error), bad CRCs (BadZipFile), unsupported compression, ...
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VoiceImportError(f"could not import {zip_path.name}: the archive is damaged or unreadable "
+                               f"({detail})") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import threading
 from fractions import Fraction
+from collections.abc import Iterable
 from typing import Any, Callable
 
 import numpy as np
@@ -185,18 +186,40 @@ class Converter:
         return wet * (1.0 - mix) + dry * mix
 
 
+def convert_blocks(converter: Converter, blocks: Iterable[np.ndarray], write: Callable[[np.ndarray], None],
+                   progress: Callable[[int], None] | None = None) -> int:
+    """Stream `blocks` (float32 mono [n] each) through `converter` and pass the aligned output to `write`.
+
+    The latency is trimmed from the start and flushed at the end, so `write` receives exactly as many
+    samples as the blocks held (returned), in pieces; nothing else is kept, so memory does not grow
+    with the length of the stream.
+    """
+    skip = converter.latency()
+    total = 0
+
+    def emit(y: np.ndarray) -> None:
+        nonlocal skip
+        cut = min(skip, len(y))
+        skip -= cut
+        if len(y) > cut:
+            write(y[cut:])
+
+    for block in blocks:
+        total += len(block)
+        emit(converter.process(block))
+        if progress:
+            progress(total)
+    emit(converter.flush())
+    return total
+
+
 def convert_whole(converter: Converter, audio: np.ndarray, block: int | None = None,
                   progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Run `audio` through `converter` (in `block`-sized pieces, or whole) and return the aligned
     result of the same length: the latency is flushed and trimmed, nothing else changes."""
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-    step = len(audio) if not block else int(block)
-    pieces = []
-    for start in range(0, len(audio), max(step, 1)):
-        pieces.append(converter.process(audio[start: start + step]))
-        if progress:
-            progress(min(start + step, len(audio)))
-    pieces.append(converter.flush())
-    out = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    lat = converter.latency()
-    return out[lat: lat + len(audio)]
+    step = max(len(audio) if not block else int(block), 1)
+    pieces: list[np.ndarray] = []
+    convert_blocks(converter, (audio[start: start + step] for start in range(0, len(audio), step)),
+                   pieces.append, progress)
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)

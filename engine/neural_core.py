@@ -65,7 +65,7 @@ class NeuralCore:
         self.content_rf = manifest.networks["content"].receptive_field
         self.decoder_rf = manifest.networks["decoder"].receptive_field or (0, 0)
         self.vocoder_rf = manifest.networks["vocoder"].receptive_field or (0, 0)
-        self.n_harmonics = int(manifest.networks["vocoder"].inputs[2].shape[-1])
+        self.n_harmonics = int(next(t for t in manifest.networks["vocoder"].inputs if t.name == "phase").shape[-1])
         self.n_mels = int(manifest.mel["n_mels"])
         self._pitch_factor = 2.0 ** (pitch / 12.0)
         self._speaker = np.array([speaker], dtype=np.int64)

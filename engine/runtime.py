@@ -151,16 +151,26 @@ def create_session(
     fp16: bool = False,
     cache_dir: Path | None = None,
     workspace_gb: float = 2.0,
+    model: bytes | None = None,
 ) -> RuntimeSession:
-    """Open `path` on the first provider of `prefer` that works; say why faster ones did not."""
+    """Open `path` on the first provider of `prefer` that works; say why faster ones did not.
+
+    With `model` (the file's bytes, already verified) the graph is built from those bytes and may
+    read no other file: external data is looked up in an empty private folder, so a graph that
+    refers to weights outside itself fails to load instead of reading whatever lies around.
+    """
     wanted = [PROVIDERS[p] for p in prefer]
     if wanted[-1] != PROVIDERS["cpu"]:
         wanted.append(PROVIDERS["cpu"])
     available = set(ort.get_available_providers())
     tried = [n for n in wanted if n in available]
     providers = [(n, _provider_options(n, fp16, cache_dir, workspace_gb)) for n in tried]
-    with _captured_output() as captured:
-        session = ort.InferenceSession(os.fspath(path), sess_options=session_options(threads), providers=providers)
+    options = session_options(threads)
+    with tempfile.TemporaryDirectory(prefix="como-no-external-data-") as nowhere, _captured_output() as captured:
+        if model is not None:
+            options.add_session_config_entry("session.model_external_initializers_file_folder_path", nowhere)
+        session = ort.InferenceSession(model if model is not None else os.fspath(path), sess_options=options,
+                                       providers=providers)
     text = captured[0] if captured else ""
     if text.strip():
         log.debug("onnxruntime output while opening %s:\n%s", path, text)

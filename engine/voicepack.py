@@ -2,8 +2,12 @@
 
 The exporter writes this schema (`write_manifest`) and the engine reads it (`load_manifest`). Loading
 validates everything that can be checked without running a model — format, version, required
-fields, files, sizes, sha256 — and raises one `VoicePackError` naming the problem. Nothing in a
-pack is ever executed except ONNX graphs by ONNX Runtime.
+fields, files, sizes, sha256, and bounds on every number the engine sizes buffers by (widths,
+n_mels, hops, receptive fields, tensor shapes, speaker ids; the JSON's nesting depth is checked
+before parsing) — and raises one `VoicePackError` naming the problem. Nothing in a pack is ever
+executed except ONNX graphs by ONNX Runtime, and those are loaded from the bytes that were hashed
+with no access to other files (`engine.voices.open_sessions`), so a pack is exactly the files its
+manifest lists and hashes.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,20 @@ MANIFEST_VERSION = 1
 REQUIRED_NETWORKS = ("content", "decoder", "vocoder")
 OPTIONAL_NETWORKS = ("pitch",)
 _MAX_MANIFEST_BYTES = 1 << 20
+_MAX_JSON_DEPTH = 32
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+#: Bounds of the numbers the engine allocates or indexes by: far beyond any real voice, far below
+#: what would exhaust memory or overflow an int64.
+LIMITS = {
+    "name": 256,                     # characters of names (voice, speakers, tensors, files)
+    "speakers": 4096, "speaker_id": 65535,
+    "sample_rate": (8000, 192000), "hop_length": (1, 4096),
+    "n_mels": (1, 512), "content_width": (1, 4096), "content_hop": (1, 4096), "content_window": (1, 16384),
+    "receptive_field": 4096,         # frames each side
+    "tensors": 16, "dims": 8, "dim": 1 << 20,
+    "file_bytes": 4 << 30, "params": 10 ** 11,
+}
 
 
 class VoicePackError(ValueError):
@@ -78,6 +97,10 @@ class VoiceManifest:
         """Absolute path of a network's ONNX file."""
         return Path(self.folder) / self.networks[network].file
 
+    def files(self) -> set[str]:
+        """Every file name the pack consists of: the manifest and each network's file."""
+        return {MANIFEST_NAME, *(net.file for net in self.networks.values())}
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("folder")
@@ -116,14 +139,40 @@ def load_manifest(folder: str | os.PathLike, verify_hashes: bool = True) -> Voic
         raise VoicePackError(f"{folder} is not a voice pack: it has no {MANIFEST_NAME}")
     if path.stat().st_size > _MAX_MANIFEST_BYTES:
         raise VoicePackError(f"{path} is too large to be a voice manifest")
+    raw = path.read_bytes()
+    if _json_depth(raw) > _MAX_JSON_DEPTH:
+        raise VoicePackError(f"{path} is nested more than {_MAX_JSON_DEPTH} levels deep: not a voice manifest")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise VoicePackError(f"{path} is not valid JSON ({exc})") from exc
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSON, or a 5000-digit number
+        raise VoicePackError(f"{path} is not valid JSON ({str(exc)[:200]})") from exc
     manifest = _parse(data, folder)
     for name, net in manifest.networks.items():
         _check_file(folder, name, net, verify_hashes)
     return manifest
+
+
+def _json_depth(raw: bytes) -> int:
+    """Deepest nesting of [ and { in a JSON text (strings skipped), without parsing it."""
+    import numpy as np
+
+    codes = np.frombuffer(_JSON_STRING.sub(b'""', raw), dtype=np.uint8)
+    steps = (np.isin(codes, (ord("["), ord("{"))).astype(np.int32)
+             - np.isin(codes, (ord("]"), ord("}"))).astype(np.int32))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def _bounded_int(value: Any, low: int, high: int, what: str) -> int:
+    """`value` if it is an integer in [low, high], else a `VoicePackError` naming `what`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise VoicePackError(f"{what} must be an integer in {low}..{high}, got {str(value)[:40]}")
+    return value
+
+
+def _name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= LIMITS["name"]:
+        raise VoicePackError(f"{what} must be a non-empty string of at most {LIMITS['name']} characters")
+    return value
 
 
 def _check_file(folder: Path, name: str, net: NetworkSpec, verify_hash: bool) -> None:
@@ -149,17 +198,23 @@ def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], wher
 
 
 def _tensors(items: Any, where: str) -> list[TensorSpec]:
-    if not isinstance(items, list) or not items:
-        raise VoicePackError(f"{where}: expected a non-empty list of tensors")
+    if not isinstance(items, list) or not 0 < len(items) <= LIMITS["tensors"]:
+        raise VoicePackError(f"{where}: expected a list of 1..{LIMITS['tensors']} tensors")
     specs = []
     for item in items:
         if not isinstance(item, dict):
             raise VoicePackError(f"{where}: each tensor must be an object")
-        name = _require(item, "name", str, where)
+        name = _name(_require(item, "name", str, where), f"{where}: a tensor name")
         shape = _require(item, "shape", list, f"{where}.{name}")
-        if not all(isinstance(d, (int, str)) and not isinstance(d, bool) for d in shape):
-            raise VoicePackError(f"{where}.{name}: shape entries must be ints or axis names")
-        specs.append(TensorSpec(name, shape, _require(item, "dtype", str, f"{where}.{name}")))
+        if len(shape) > LIMITS["dims"]:
+            raise VoicePackError(f"{where}.{name}: more than {LIMITS['dims']} dimensions")
+        for dim in shape:
+            if isinstance(dim, str):
+                _name(dim, f"{where}.{name}: an axis name")
+            else:
+                _bounded_int(dim, 0, LIMITS["dim"], f"{where}.{name}: each dimension")
+        specs.append(TensorSpec(name, shape, _name(_require(item, "dtype", str, f"{where}.{name}"),
+                                                   f"{where}.{name}.dtype")))
     return specs
 
 
@@ -172,25 +227,24 @@ def _network(name: str, data: Any, folder: Path) -> NetworkSpec:
         raise VoicePackError(f"{where}: file must be a plain file name inside the pack, got {file!r}")
     rf = data.get("receptive_field")
     if rf is not None:
-        if not (isinstance(rf, list) and len(rf) == 2 and all(isinstance(v, int) and v >= 0 for v in rf)):
+        if not (isinstance(rf, list) and len(rf) == 2):
             raise VoicePackError(f"{where}: receptive_field must be null or [left, right] non-negative ints")
-        rf = (rf[0], rf[1])
+        rf = tuple(_bounded_int(v, 0, LIMITS["receptive_field"], f"{where}.receptive_field") for v in rf)
     sha = _require(data, "sha256", str, where)
-    if len(sha) != 64:
-        raise VoicePackError(f"{where}: sha256 must be 64 hex digits")
+    if not _SHA256.fullmatch(sha):
+        raise VoicePackError(f"{where}: sha256 must be 64 lowercase hex digits")
     params, precision, extra = data.get("params", 0), data.get("precision", "fp32"), data.get("extra", {})
-    if not (isinstance(params, int) and not isinstance(params, bool)) or not isinstance(precision, str) \
-            or not isinstance(extra, dict):
-        raise VoicePackError(f"{where}: params must be an integer, precision a string and extra an object")
+    if not isinstance(precision, str) or not isinstance(extra, dict):
+        raise VoicePackError(f"{where}: precision must be a string and extra an object")
     return NetworkSpec(
-        file=file,
+        file=_name(file, f"{where}.file"),
         sha256=sha,
-        size=_require(data, "size", int, where),
+        size=_bounded_int(_require(data, "size", int, where), 1, LIMITS["file_bytes"], f"{where}.size"),
         inputs=_tensors(data.get("inputs"), f"{where}.inputs"),
         outputs=_tensors(data.get("outputs"), f"{where}.outputs"),
         receptive_field=rf,
         frame_unit=_require(data, "frame_unit", str, where),
-        params=params,
+        params=_bounded_int(params, 0, LIMITS["params"], f"{where}.params"),
         precision=precision,
         extra=dict(extra),
     )
@@ -215,22 +269,25 @@ def _parse(data: Any, folder: Path) -> VoiceManifest:
     if unknown:
         raise VoicePackError(f"unknown network(s) in manifest: {', '.join(sorted(unknown))}")
     speakers = _require(data, "speakers", dict, MANIFEST_NAME)
-    if not speakers or not all(isinstance(k, str) and isinstance(v, int) and v >= 0 for k, v in speakers.items()):
-        raise VoicePackError("speakers must map names to non-negative integer ids")
-    sample_rate = _require(data, "sample_rate", int, MANIFEST_NAME)
-    hop = _require(data, "hop_length", int, MANIFEST_NAME)
-    if sample_rate <= 0 or hop <= 0:
-        raise VoicePackError("sample_rate and hop_length must be positive")
+    if not 0 < len(speakers) <= LIMITS["speakers"]:
+        raise VoicePackError(f"speakers must list 1..{LIMITS['speakers']} speakers")
+    for speaker, index in speakers.items():
+        _name(speaker, "a speaker name")
+        _bounded_int(index, 0, LIMITS["speaker_id"], f"the id of speaker {speaker[:40]!r}")
+    sample_rate = _bounded_int(_require(data, "sample_rate", int, MANIFEST_NAME), *LIMITS["sample_rate"], "sample_rate")
+    hop = _bounded_int(_require(data, "hop_length", int, MANIFEST_NAME), *LIMITS["hop_length"], "hop_length")
     mel = _require(data, "mel", dict, MANIFEST_NAME)
-    for key in ("n_mels", "spec_min", "spec_max"):
+    _bounded_int(_require(mel, "n_mels", int, "mel"), *LIMITS["n_mels"], "mel.n_mels")
+    for key in ("spec_min", "spec_max"):
         value = _require(mel, key, (int, float), "mel")
         if not math.isfinite(value):
             raise VoicePackError(f"mel.{key} must be finite")
     content = _require(data, "content", dict, MANIFEST_NAME)
     _require(content, "kind", str, "content")
-    for key in ("width", "sample_rate", "hop", "window"):
-        if _require(content, key, int, "content") <= 0:
-            raise VoicePackError(f"content.{key} must be positive")
+    content_rate = _require(content, "sample_rate", int, "content")
+    _bounded_int(content_rate, *LIMITS["sample_rate"], "content.sample_rate")
+    for key in ("width", "hop", "window"):
+        _bounded_int(_require(content, key, int, "content"), *LIMITS[f"content_{key}"], f"content.{key}")
     f0 = _require(data, "f0", dict, MANIFEST_NAME)
     method = _require(f0, "method", str, "f0")
     if method == "fcpe" and "pitch" not in networks_raw:
@@ -239,7 +296,7 @@ def _parse(data: Any, folder: Path) -> VoiceManifest:
         if not isinstance(data.get(key, {}), dict):
             raise VoicePackError(f"{MANIFEST_NAME}: field '{key}' must be an object")
     return VoiceManifest(
-        name=_require(data, "name", str, MANIFEST_NAME),
+        name=_name(_require(data, "name", str, MANIFEST_NAME), "name"),
         speakers=dict(speakers),
         sample_rate=sample_rate,
         hop_length=hop,

@@ -1,12 +1,16 @@
 """Turning a voice spec into a running `VoiceCore`: the built-in DSP voice or a voice pack.
 
 A spec is `"builtin:dsp"` (always available, no model) or a voice-pack folder. Opening a pack
-validates its manifest, opens one ONNX Runtime session per network on the fastest provider, checks
-each graph's inputs and outputs against the manifest, and warms the sessions up so the first live
-block is not slow. Every failure is a `VoicePackError` with one clear sentence.
+validates its manifest, reads each network file once, checks those bytes against the manifest's
+sha256 and builds the ONNX Runtime session from them (on the fastest provider, with no access to
+any other file: a graph referring to external weights is refused), checks each graph's inputs and
+outputs against the manifest and against what the engine feeds, and test-runs the whole voice with
+the live block shapes and the highest speaker id — which also warms the sessions up so the first
+live block is not slow. Every failure is a `VoicePackError` with one clear sentence.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -23,6 +27,10 @@ from engine.voicepack import VoiceManifest, VoicePackError, load_manifest
 
 BUILTIN_DSP = "builtin:dsp"
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16)": "float16"}
+#: What `NeuralCore` feeds each network (decoder `speaker` only when the voice has several).
+ENGINE_INPUTS = {"content": ("audio",), "decoder": ("units", "f0", "volume", "noise"),
+                 "vocoder": ("mel", "f0", "phase", "noise"), "pitch": ("audio",)}
+MAX_HARMONICS = 256
 
 
 @dataclass(frozen=True)
@@ -80,14 +88,57 @@ def open_sessions(manifest: VoiceManifest, prefer: Sequence[str], threads: int =
     sessions = {}
     for name, spec in manifest.networks.items():
         path = manifest.path(name)
+        model = _verified_bytes(path, spec.sha256, spec.size)
         try:
-            session = create_session(path, prefer=prefer, threads=threads)
+            session = create_session(path, prefer=prefer, threads=threads, model=model)
         except Exception as exc:  # noqa: BLE001 - ORT raises several types for a bad file
-            raise VoicePackError(f"{spec.file} is not a valid ONNX model (corrupt or truncated): {exc}") from exc
+            text = str(exc)
+            if "external data" in text.lower():
+                raise VoicePackError(f"{spec.file} refers to weights in other files, which a voice pack may not "
+                                     "do (re-export the voice: every network must be one file)") from exc
+            raise VoicePackError(f"{spec.file} is not a valid ONNX model (corrupt or truncated): "
+                                 f"{_first_line(text)}") from exc
+        del model
         _check_io(spec.file, "input", spec.inputs, session.session.get_inputs())
         _check_io(spec.file, "output", spec.outputs, session.session.get_outputs())
         sessions[name] = session
+    _check_engine_inputs(manifest)
     return sessions
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[:limit] + "…"
+
+
+def _verified_bytes(path: Path, sha256: str, size: int) -> bytes:
+    """The file's bytes, read once and checked against the manifest (what is hashed is what runs)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(size + 1)
+    except OSError as exc:
+        raise VoicePackError(f"cannot read {path.name} ({exc})") from exc
+    if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+        raise VoicePackError(f"{path.name} does not match its size and sha256 in the manifest: "
+                             "the file was modified or corrupted")
+    return data
+
+
+def _check_engine_inputs(manifest: VoiceManifest) -> None:
+    """Every network takes what the engine will feed it (names; the vocoder's harmonic count).
+
+    Called once the manifest's tensors are known to match the graphs'."""
+    for name, spec in manifest.networks.items():
+        have = [t.name for t in spec.inputs]
+        missing = [n for n in ENGINE_INPUTS[name] if n not in have]
+        if missing:
+            raise VoicePackError(f"{spec.file} lacks the input(s) {', '.join(missing)} the engine feeds a {name} "
+                                 f"network (it has {', '.join(have)})")
+    phase = next(t for t in manifest.networks["vocoder"].inputs if t.name == "phase")
+    harmonics = phase.shape[-1] if phase.shape else None
+    if not isinstance(harmonics, int) or not 1 <= harmonics <= MAX_HARMONICS:
+        raise VoicePackError(f"{manifest.networks['vocoder'].file} input 'phase' must end in a fixed number of "
+                             f"harmonics (1..{MAX_HARMONICS}), the manifest says {phase.shape}")
 
 
 def _check_io(file: str, kind: str, expected, actual) -> None:
@@ -120,18 +171,36 @@ def load_voice(spec: str, settings: Settings, prefer: Sequence[str] = ("tensorrt
         return core
     from engine.neural_core import NeuralCore
 
-    manifest = load_manifest(spec)
-    sessions = open_sessions(manifest, prefer, threads)
+    manifest = load_manifest(spec, verify_hashes=False)   # open_sessions hashes the bytes it loads
     if settings.speaker not in manifest.speakers.values():
         raise VoicePackError(f"speaker {settings.speaker} does not exist in voice {manifest.name!r} "
                              f"(it has {', '.join(f'{k}={v}' for k, v in manifest.speakers.items())})")
-    core = NeuralCore(manifest, sessions, lookahead_frames=frames(settings.lookahead_ms),
-                      crossfade_frames=frames(settings.crossfade_ms), context_ms=settings.context_ms,
-                      pitch=settings.pitch, speaker=settings.speaker)
-    # Warm-up with the shapes live blocks will have (a TensorRT engine is built per input shape
-    # range): the first block is larger (it fills the context), then blocks of the live size.
-    block = max(HOP, int(round(settings.block_ms * MODEL_RATE / 1000)))
-    for size in (MODEL_RATE // 4, block, block, block):
-        core.process(np.zeros(size, dtype=np.float32))
-    core.reset()
+    sessions = open_sessions(manifest, prefer, threads)
+    try:
+        core = NeuralCore(manifest, sessions, lookahead_frames=frames(settings.lookahead_ms),
+                          crossfade_frames=frames(settings.crossfade_ms), context_ms=settings.context_ms,
+                          pitch=settings.pitch, speaker=settings.speaker)
+        smoke_run(core, settings, max(manifest.speakers.values()))
+    except VoicePackError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ORT shape errors, sizes that do not fit: the pack is at fault
+        raise VoicePackError(f"voice {manifest.name!r} failed its test run with the live block size "
+                             f"({type(exc).__name__}: {_first_line(str(exc))}); the pack does not match "
+                             "this engine — re-export it") from exc
     return core
+
+
+def smoke_run(core: VoiceCore, settings: Settings, top_speaker: int) -> None:
+    """Run every network with the shapes live blocks will have, then reset.
+
+    Warm-up too (a TensorRT engine is built per input shape range): the first block is larger (it
+    fills the context), then blocks of the live size; the last block uses the highest speaker id so
+    a speaker table smaller than the manifest claims fails here, not on air.
+    """
+    block = max(HOP, int(round(settings.block_ms * MODEL_RATE / 1000)))
+    for size in (MODEL_RATE // 4, block, block):
+        core.process(np.zeros(size, dtype=np.float32))
+    core.set_speaker(top_speaker)
+    core.process(np.zeros(block, dtype=np.float32))
+    core.set_speaker(settings.speaker)
+    core.reset()

@@ -24,10 +24,13 @@ import onnx
 import onnxruntime as ort
 from tqdm import tqdm
 
+from engine.safe_write import describe_failure, discard, fsync_tree, temp_beside
 from engine.voicepack import (
     NetworkSpec,
     TensorSpec,
     VoiceManifest,
+    VoicePackError,
+    load_manifest,
     sha256_file,
     write_manifest,
 )
@@ -70,6 +73,55 @@ def find_asset(given: str | None, ckpt: Path, config: dict, config_key: str | No
                       f"({', '.join(dict.fromkeys(tried))}); pass it explicitly")
 
 
+def check_out_folder(out: Path, inputs: Sequence[Path]) -> None:
+    """Refuse an `--out` the exporter may not replace, before any work starts.
+
+    It may be new, or an existing voice pack holding nothing but the pack's own files; it may never
+    be, contain or lie above any input (checkpoint, config, vocoder, content encoder).
+    """
+    target = out.resolve()
+    for source in inputs:
+        resolved = source.resolve()
+        if resolved == target or target in resolved.parents:
+            raise ExportError(f"--out {out} holds the input {source}; choose a new folder for the voice pack "
+                              "(nothing was changed)")
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise ExportError(f"--out {out} exists and is not a folder; choose a new folder (nothing was changed)")
+    try:
+        manifest = load_manifest(out, verify_hashes=False)
+    except VoicePackError:
+        raise ExportError(f"--out {out} exists and is not a voice pack, so it will not be replaced; "
+                          "choose a new folder (nothing was changed)") from None
+    others = sorted(p.name for p in out.iterdir() if p.name not in manifest.files())
+    if others:
+        raise ExportError(f"--out {out} is a voice pack but also holds other files ({', '.join(others[:5])}), "
+                          "so it will not be replaced; choose a new folder (nothing was changed)")
+
+
+def _install(staging: Path, out: Path) -> None:
+    """Move the finished pack into place; an old pack at `out` is swapped out first, then removed."""
+    fsync_tree(staging)
+    staging.chmod(0o755)
+    if not out.exists():
+        staging.rename(out)
+        return
+    old = temp_beside(out, folder=True)
+    old.rmdir()
+    out.rename(old)
+    try:
+        staging.rename(out)
+    except BaseException:
+        old.rename(out)
+        raise
+    discard(old)
+
+
+def _inputs(ckpt: Path, config: Path | None, *assets: Path | str | None) -> list[Path]:
+    return [ckpt, Path(config) if config else ckpt.parent / "config.yaml", *(Path(a) for a in assets if a)]
+
+
 def _tensor_specs(items) -> list[TensorSpec]:
     return [TensorSpec(i.name, [d if isinstance(d, int) else str(d) for d in i.shape],
                        _ORT_DTYPES.get(i.type, i.type)) for i in items]
@@ -104,20 +156,26 @@ def export_pack(
     from models.vocoder import load_vocoder
 
     ckpt = Path(ckpt)
+    out = Path(out) if out else ckpt.parent / "voicepack"
+    check_out_folder(out, _inputs(ckpt, config, vocoder, content))
     steps = ["load", "decoder", "vocoder", "content"] + (["pitch"] if pitch == "fcpe" else []) + ["manifest"]
     bar = tqdm(total=len(steps), desc="export", unit="step", disable=quiet, file=sys.stderr)
     try:
         loaded = load_official(ckpt, config)
     except CheckpointError as exc:
         raise ExportError(str(exc)) from exc
+    except (ValueError, KeyError, TypeError) as exc:  # malformed configs the loader did not name (as models.infer)
+        raise ExportError(f"{ckpt}: cannot use this checkpoint/config ({type(exc).__name__}: {exc})") from exc
     if loaded.kind != "student":
         raise ExportError(f"{ckpt} is a teacher checkpoint: a live voice needs the one-step consistency "
                           "student (train.py -t ... in the official repo); convert files with the teacher "
                           "through `python -m models.infer --teacher` instead")
     try:
-        voc = load_vocoder(find_asset(vocoder, ckpt, loaded.config, "ckpt", _OFFICIAL_VOCODER, "vocoder"))
-        enc = load_content_encoder(find_asset(content, ckpt, loaded.config, None, _OFFICIAL_CONTENT,
-                                              "content encoder"))
+        vocoder_path = find_asset(vocoder, ckpt, loaded.config, "ckpt", _OFFICIAL_VOCODER, "vocoder")
+        content_path = find_asset(content, ckpt, loaded.config, None, _OFFICIAL_CONTENT, "content encoder")
+        check_out_folder(out, _inputs(ckpt, config, vocoder_path, content_path))
+        voc = load_vocoder(vocoder_path)
+        enc = load_content_encoder(content_path)
     except (CheckpointError, ValueError) as exc:
         raise ExportError(str(exc)) from exc
     if enc.width != loaded.model.units_dim:
@@ -125,7 +183,6 @@ def export_pack(
                           f"{loaded.model.units_dim}-d ones (data.encoder_out_channels)")
     bar.update()
 
-    out = Path(out) if out else ckpt.parent / "voicepack"
     graphs = [decoder_graph(loaded.model), vocoder_graph(voc), content_graph(enc)]
     results: dict[str, parity.ParityResult] = {}
     networks: dict[str, NetworkSpec] = {}
@@ -157,6 +214,11 @@ def export_pack(
                 extra={"sample_rate": info["sample_rate"], "hop": info["hop"], **info.get("extra", {})},
             )
             bar.update()
+        listed = {net.file for net in networks.values()}
+        strays = sorted(p.name for p in staging.iterdir() if p.name not in listed)
+        if strays:  # torch writes weights beside a graph over 2 GB; the engine loads one file per network
+            raise ExportError(f"the export wrote external data files ({', '.join(strays[:5])}), which a voice pack "
+                              "may not hold: a network is too large for a single ONNX file (2 GB)")
         manifest = VoiceManifest(
             name=name or ckpt.parent.name or ckpt.stem,
             speakers=loaded.speakers or {"default": 0},
@@ -173,10 +235,7 @@ def export_pack(
         )
         write_manifest(staging, manifest)
         bar.update()
-        if out.exists():
-            shutil.rmtree(out)
-        staging.chmod(0o755)
-        staging.rename(out)
+        _install(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -219,6 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                 args.name, args.out, args.fp16, args.opset, args.quiet)
     except (ExportError, parity.ParityError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk or an unwritable folder while writing the pack (nothing was kept)
+        print(f"error: {describe_failure(exc, args.out or args.ckpt.parent / 'voicepack')}", file=sys.stderr)
         return 2
     print(summary(folder, manifest, results))
     return 0

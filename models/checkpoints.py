@@ -24,6 +24,7 @@ import argparse
 import os
 import pickle
 import zipfile
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -184,8 +185,12 @@ def _check_file(path: str) -> None:
         with zipfile.ZipFile(path) as zf:
             if not any(n.endswith("data.pkl") for n in zf.namelist()):
                 raise CheckpointError(f"{path} is a zip file but not a torch.save checkpoint (no data.pkl)")
-    except zipfile.BadZipFile as exc:
+            damaged = zf.testzip()  # torch.load does not check CRCs: a flipped bit would load silently
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         raise CheckpointError(f"{path} is a corrupt zip file ({exc})") from exc
+    if damaged is not None:
+        raise CheckpointError(f"{path} is corrupt: its member {damaged} fails its CRC check (the file was "
+                              "damaged in storage or transfer; copy it again)")
 
 
 def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
@@ -302,6 +307,8 @@ def load_yaml(path: str | os.PathLike) -> dict:
             data = yaml.safe_load(f)
     except yaml.YAMLError as exc:
         raise CheckpointError(f"{path}: invalid YAML ({exc})") from exc
+    except RecursionError:
+        raise CheckpointError(f"{path}: the YAML is nested too deeply to be a config") from None
     except UnicodeDecodeError as exc:
         raise CheckpointError(f"{path}: not a UTF-8 text file ({exc})") from exc
     if not isinstance(data, dict):

@@ -100,14 +100,39 @@ class LoadedModel:
     ignored: dict[str, int] = field(default_factory=dict)  # dropped prefix -> number of keys
 
 
+#: Upper bounds of the config's sizes: far above any CoMoSVC (official: 768 / 20 / 512 / 256), far
+#: below what would exhaust memory before the checkpoint's tensors could disagree.
+CONFIG_LIMITS = {"encoder_out_channels": 4096, "n_spk": 65536, "n_layers": 256, "n_chans": 8192, "n_hidden": 8192}
+#: Parameters of the three WaveNets a student file builds (official: ≈1.4e8), checked before allocating.
+MAX_DENOISER_PARAMS = 1.5e9
+
+
 def _config_int(config: dict, section: str, key: str, default: int | None = None) -> int:
-    value = (config.get(section) or {}).get(key, default)
+    """`config[section][key]` as an integer in 1..CONFIG_LIMITS[key] (a whole float like 512.0 counts)."""
+    block = config.get(section) or {}
+    if not isinstance(block, dict):
+        raise CheckpointError(f"config.yaml {section} must be a mapping, got {type(block).__name__}")
+    value = block.get(key, default)
     if value is None:
         raise CheckpointError(f"config.yaml has no {section}.{key}")
-    try:
-        return int(value)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"config.yaml {section}.{key} must be an integer, got {value!r}") from exc
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole:
+        raise CheckpointError(f"config.yaml {section}.{key} must be an integer, got {value!r}")
+    limit = CONFIG_LIMITS[key]
+    if not 1 <= value <= limit:
+        raise CheckpointError(f"config.yaml {section}.{key} = {value!r} is outside 1..{limit}")
+    return int(value)
+
+
+def _speakers(config: dict, config_path: str) -> dict[str, int]:
+    """The config's `spk` mapping (name → integer id), refusing anything else with a sentence."""
+    raw = config.get("spk") or {}
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{config_path}: spk must map speaker names to ids, got {type(raw).__name__}")
+    bad = {name: idx for name, idx in raw.items() if isinstance(idx, bool) or not isinstance(idx, int)}
+    if bad:
+        raise CheckpointError(f"{config_path}: speaker ids must be integers, got {bad}")
+    return {str(name): idx for name, idx in raw.items()}
 
 
 def model_from_config(config: dict, use_pitch_aug: bool | None = None) -> CoMoSVC:
@@ -115,12 +140,20 @@ def model_from_config(config: dict, use_pitch_aug: bool | None = None) -> CoMoSV
     model_cfg = config.get("model") or {}
     if use_pitch_aug is None:
         use_pitch_aug = bool(model_cfg.get("use_pitch_aug", True))
+    n_layers, n_chans = _config_int(config, "model", "n_layers", 20), _config_int(config, "model", "n_chans", 512)
+    n_hidden = _config_int(config, "model", "n_hidden", 256)
+    # Per WaveNet layer: dilated conv c→2c (k=3), output c→2c, conditioner h→2c; three WaveNets.
+    params = 3 * n_layers * (8 * n_chans ** 2 + 2 * n_hidden * n_chans)
+    if params > MAX_DENOISER_PARAMS:
+        raise CheckpointError(f"config.yaml model sizes (n_layers={n_layers}, n_chans={n_chans}, n_hidden={n_hidden}) "
+                              f"describe about {params:.1e} parameters, far beyond any CoMoSVC "
+                              f"(limit {MAX_DENOISER_PARAMS:.1e}); the config does not belong to this checkpoint")
     return CoMoSVC(
         units_dim=_config_int(config, "data", "encoder_out_channels", 768),
         n_spk=_config_int(config, "model", "n_spk", 1),
-        n_layers=_config_int(config, "model", "n_layers", 20),
-        n_chans=_config_int(config, "model", "n_chans", 512),
-        n_hidden=_config_int(config, "model", "n_hidden", 256),
+        n_layers=n_layers,
+        n_chans=n_chans,
+        n_hidden=n_hidden,
         use_pitch_aug=use_pitch_aug,
     )
 
@@ -187,7 +220,7 @@ def load_official(ckpt_path: str | os.PathLike, config_path: str | os.PathLike |
     model.load_state_dict(state, strict=True)
     model.to(device).eval()
 
-    speakers = {str(name): int(idx) for name, idx in (config.get("spk") or {}).items()}
+    speakers = _speakers(config, config_path)
     bad = {n: i for n, i in speakers.items() if not 0 <= i < model.n_spk}
     if bad:
         raise CheckpointError(f"{config_path}: speaker ids {bad} are outside 0..{model.n_spk - 1} (model.n_spk)")

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.safe_write import OutputError, atomic_path, audio_writer, check_output_file
 from models.audio import HOP, N_MELS, SAMPLE_RATE, rms_volume
 from models.checkpoints import CheckpointError
 from models.comosvc import LoadedModel, load_official
@@ -378,14 +379,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m models.infer",
         description="Convert a recording with a CoMoSVC checkpoint (reference offline converter, PyTorch).",
-        epilog=(f"Output: a mono 32-bit float WAV at {SAMPLE_RATE} Hz with exactly T*{HOP} samples, "
+        epilog=(f"Output: mono 32-bit float audio (WAV unless the extension names another format) at {SAMPLE_RATE} Hz with exactly T*{HOP} samples, "
                 f"T = floor(N / {HOP}), where N is the input length after resampling to {SAMPLE_RATE} Hz "
                 f"(the last N mod {HOP} samples, under {1000 * HOP / SAMPLE_RATE:.1f} ms, are dropped). "
                 "Any input sample rate is accepted and resampled (soxr HQ); several channels are mixed "
                 "to mono. Exit codes: 0 ok, 2 usage/input error, 1 unexpected failure."),
     )
     p.add_argument("input", help="input audio file (WAV/FLAC/OGG…, any sample rate)")
-    p.add_argument("output", help="output WAV path (its folder must exist)")
+    p.add_argument("output", help="output audio path (its folder must exist; the format follows the extension, "
+                                  "32-bit float where it has it)")
     p.add_argument("--ckpt", required=True, help="official CoMoSVC checkpoint model_<step>.pt (student or teacher)")
     p.add_argument("--config", help="its config.yaml (default: config.yaml next to --ckpt)")
     p.add_argument("--vocoder", required=True, help="NSF-HiFiGAN checkpoint (M4Singer .ckpt or openvpi 'model'), "
@@ -425,21 +427,20 @@ def _check_args(args: argparse.Namespace) -> torch.device:
         raise InputError(f"--device: {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {args.device}: CUDA is not available in this torch build/machine")
-    out_dir = Path(args.output).resolve().parent
-    if not out_dir.is_dir():
-        raise InputError(f"output folder does not exist: {out_dir}")
-    if Path(args.output).is_dir():
-        raise InputError(f"output path is a folder: {args.output}")
+    try:
+        check_output_file(args.output, [args.input], audio=True)
+    except OutputError as exc:
+        raise InputError(str(exc)) from None
     return device
 
 
 def _write(path: str, audio: np.ndarray) -> None:
-    import soundfile as sf
-
+    """Write `audio` atomically (temp file beside `path`, fsync, rename): never half a file."""
     try:
-        sf.write(path, audio, SAMPLE_RATE, subtype="FLOAT", format="WAV")
-    except (sf.SoundFileError, RuntimeError, OSError) as exc:
-        raise InputError(f"cannot write {path}: {exc}") from exc
+        with atomic_path(path) as temp, audio_writer(temp, path, SAMPLE_RATE) as out:
+            out.write(audio)
+    except OutputError as exc:
+        raise InputError(str(exc)) from exc
 
 
 def run(args: argparse.Namespace, log: Log) -> None:
@@ -500,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("stopped: nothing was written", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback on request
         if args.verbose:

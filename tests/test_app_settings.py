@@ -34,12 +34,14 @@ def test_store_round_trip_and_bad_values(tmp_path: Path) -> None:
     assert loaded.settings == Settings(pitch=0, block_ms=80)  # bad values dropped one by one
     assert loaded.sample_rate is None and loaded.output_device is None
     assert loaded.input_device == DeviceRef("Mic", "WASAPI")  # good values kept
-    assert len(warnings) == 5 and any("pitch must be between" in w for w in warnings)
+    assert len(warnings) == 6 and any("pitch must be between" in w for w in warnings)
+    assert "kept as" in warnings[-1] and store.load() == (loaded, [])  # rewritten clean: said once
     data["settings"] = {"bypass": True, "pitch": 2}
     store.path.write_text(json.dumps(data))
     assert store.load()[0].settings == Settings(pitch=2, bypass=False)  # never start on air unconverted
     store.path.write_text("{ corrupt")
-    assert store.load()[0] == AppConfig() and "corrupt" in store.load()[1][0]
+    config, warnings = store.load()
+    assert config == AppConfig() and "corrupt" in warnings[0]
 
 
 def test_config_dir_env(tmp_path: Path, monkeypatch) -> None:

@@ -339,3 +339,38 @@ def test_single_speaker_model_needs_no_speaker(assets, tmp_path: Path) -> None:
         conv.resolve_speaker("bass")
     out = conv.convert(load_audio(assets["in"]), speaker=None)
     assert out.shape == (output_length(SR),) and np.all(np.isfinite(out))
+
+
+# ---- the output: never the input, checked before work, written atomically ------------------------------
+
+def test_output_that_is_the_input_is_refused(assets, tmp_path: Path, capsys) -> None:
+    source = tmp_path / "take.wav"
+    sf.write(source, tone(0.5), SR, subtype="FLOAT")
+    before = source.read_bytes()
+    link = tmp_path / "link.wav"
+    link.symlink_to(source)
+    for out in (source, link, tmp_path / "." / "take.wav"):
+        expect_error(capsys, cli(assets, out, inp=source), "is the input file")
+    assert source.read_bytes() == before
+
+
+def test_output_checked_before_loading(assets, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(Converter, "load", lambda *a, **k: pytest.fail("models loaded before the output check"))
+    expect_error(capsys, cli(assets, tmp_path / "o.xyz"), "cannot write audio as '.xyz'")
+    expect_error(capsys, cli(assets, tmp_path), "is a folder")
+
+
+def test_disk_full_leaves_the_old_output(assets, tmp_path: Path, capsys, monkeypatch) -> None:
+    import errno
+    import os
+
+    out = tmp_path / "o.wav"
+    out.write_bytes(b"earlier result")
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(sf.SoundFile, "write", full)
+    expect_error(capsys, cli(assets, out, "-q"), "the disk is full")
+    assert out.read_bytes() == b"earlier result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.wav"]

@@ -13,8 +13,8 @@ from engine.voicepack import load_manifest
 from tests.test_app_fakes import make_pack, zip_folder
 
 
-def validate(folder: Path) -> None:
-    load_manifest(folder, verify_hashes=True)
+def validate(folder: Path) -> set[str]:
+    return load_manifest(folder, verify_hashes=True).files()
 
 
 @pytest.fixture()

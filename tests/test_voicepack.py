@@ -133,7 +133,7 @@ def test_copy_is_still_valid(pack: Path, tmp_path: Path) -> None:
 
 def test_malformed_optional_fields_are_pack_errors(pack: Path) -> None:
     _edit(pack, lambda d: d["networks"]["decoder"].update(extra="abc"))
-    with pytest.raises(VoicePackError, match="networks.decoder: params must be an integer"):
+    with pytest.raises(VoicePackError, match="networks.decoder: precision must be a string and extra an object"):
         load_manifest(pack)
     _edit(pack, lambda d: (d["networks"]["decoder"].update(extra={}, params=None)))
     with pytest.raises(VoicePackError, match="params must be an integer"):

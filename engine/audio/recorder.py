@@ -5,6 +5,10 @@ allocation, no file I/O). A writer thread drains the rings into two WAV files ev
 disk stalls for longer than the rings hold (`buffer_s`), the newest audio is dropped and counted
 (`dropped`), never waited for.
 
+Both files are written under hidden temporary names in the target folder and renamed into place
+(after an fsync) by `stop()`, so a crash or a full disk never leaves a half-written WAV that looks
+complete: when a write fails, the unfinished files are removed at once and `error` says why.
+
 Each file starts at its stream's first callback (with one duplex stream: together, so the output
 file shows the conversion with exactly the session's in-program latency; with split streams the
 output file starts when the output stream does).
@@ -20,6 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from engine.ringbuffer import SpscRing
+from engine.safe_write import commit, describe_failure, discard, temp_beside
 
 
 class Recorder:
@@ -29,7 +34,7 @@ class Recorder:
         self.folder = Path(folder)
         self.rate = int(rate)
         stem = stem or datetime.now().strftime("como-live-%Y%m%d-%H%M%S")
-        self.paths = (self.folder / f"{stem}-input.wav", self.folder / f"{stem}-output.wav")
+        self.paths = self._free_paths(stem)
         capacity = max(1, round(buffer_s * rate))
         self._rings = (SpscRing(capacity), SpscRing(capacity))
         self.dropped = 0
@@ -37,15 +42,28 @@ class Recorder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._files: list[sf.SoundFile] = []
+        self._temps: list[Path] = []
         self.error: str | None = None
 
+    def _free_paths(self, stem: str) -> tuple[Path, Path]:
+        """`<stem>-input.wav` / `-output.wav`, numbered when a recording of that name exists (never replaced)."""
+        for n in range(1, 1000):
+            tag = stem if n == 1 else f"{stem}-{n}"
+            paths = (self.folder / f"{tag}-input.wav", self.folder / f"{tag}-output.wav")
+            if not any(p.exists() for p in paths):
+                return paths
+        raise OSError(f"Cannot record into {self.folder}: too many recordings named {stem}")
+
     def start(self) -> None:
-        """Create the folder and both files (raises OSError with the path when that fails)."""
+        """Create the folder and both (temporary) files (raises OSError with the path when that fails)."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._files = [sf.SoundFile(str(p), "w", samplerate=self.rate, channels=1, subtype="FLOAT", format="WAV")
-                           for p in self.paths]
+            for path in self.paths:
+                self._temps.append(temp_beside(path))
+                self._files.append(sf.SoundFile(str(self._temps[-1]), "w", samplerate=self.rate, channels=1,
+                                                subtype="FLOAT", format="WAV"))
         except (OSError, RuntimeError) as exc:
+            self._abandon()
             raise OSError(f"Cannot record into {self.folder}: {exc}") from exc
         self._thread = threading.Thread(target=self._run, name="como-recorder", daemon=True)
         self._thread.start()
@@ -66,7 +84,8 @@ class Recorder:
                 self._stop.wait(0.05)
             self._drain(scratch)
         except Exception as exc:  # noqa: BLE001 - a full disk must not take the session down
-            self.error = f"Recording stopped: {exc}"
+            self._abandon()
+            self.error = f"Recording stopped: {describe_failure(exc, self.paths[0])}"
 
     def _drain(self, scratch: np.ndarray) -> None:
         for i, (ring, file) in enumerate(zip(self._rings, self._files)):
@@ -78,14 +97,33 @@ class Recorder:
                 self.written[i] += n
 
     def stop(self, timeout: float = 5.0) -> tuple[Path, Path]:
-        """Write what is left, close the files; returns their paths."""
+        """Write what is left, close the files and move them into place; returns their paths."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        for file in self._files:
-            file.close()
-        self._files = []
+        if not self._files:
+            return self.paths
+        try:
+            for file in self._files:
+                file.close()
+            for temp, path in zip(self._temps, self.paths):
+                commit(temp, path)
+        except Exception as exc:  # noqa: BLE001 - closing writes the WAV header; a full disk fails here too
+            self._abandon()
+            self.error = f"Recording stopped: {describe_failure(exc, self.paths[0])}"
+        self._files, self._temps = [], []
         return self.paths
+
+    def _abandon(self) -> None:
+        """Close and remove the unfinished files (a WAV cut short would look complete)."""
+        for file in self._files:
+            try:
+                file.close()
+            except Exception:  # noqa: BLE001 - it is being thrown away
+                pass
+        for temp in self._temps:
+            discard(temp)
+        self._files, self._temps = [], []
 
     def wait_written(self, samples: int, timeout: float = 10.0) -> None:
         """Block until both files hold `samples` (for tests)."""

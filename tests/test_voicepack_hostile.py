@@ -1,0 +1,117 @@
+"""Hostile or mis-built voice packs fail with one `VoicePackError` sentence, never a traceback."""
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.convert import main as convert_main
+from engine.settings import Settings
+from engine.voicepack import VoicePackError, sha256_file
+from engine.voices import load_voice
+
+
+def _manifest(pack: Path) -> dict:
+    return json.loads((pack / "voice.json").read_text())
+
+
+def _save(pack: Path, data: dict) -> None:
+    (pack / "voice.json").write_text(json.dumps(data))
+
+
+def _rehash(pack: Path, network: str) -> None:
+    """Make the manifest agree with the file again (a consistent but wrong build)."""
+    data = _manifest(pack)
+    path = pack / data["networks"][network]["file"]
+    data["networks"][network].update(sha256=sha256_file(path), size=path.stat().st_size)
+    _save(pack, data)
+
+
+def _edit(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def apply(pack: Path) -> None:
+        data = _manifest(pack)
+        change(data)
+        _save(pack, data)
+    return apply
+
+
+def _external_data(pack: Path) -> None:
+    """decoder.onnx re-saved with its weights in decoder.onnx.data; the manifest hashes the graph only."""
+    import onnx
+
+    model = onnx.load(str(pack / "decoder.onnx"))
+    onnx.save_model(model, str(pack / "decoder.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="decoder.onnx.data", size_threshold=0)
+    _rehash(pack, "decoder")
+
+
+def _deep_json(pack: Path) -> None:
+    text = (pack / "voice.json").read_text()
+    (pack / "voice.json").write_text(text[:-2] + ', "deep": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+
+
+def _huge_number(pack: Path) -> None:
+    text = (pack / "voice.json").read_text()
+    (pack / "voice.json").write_text(text[:-2] + ', "big": ' + "9" * 5000 + "}\n")
+
+
+def _vocoder_one_input(data: dict) -> None:
+    data["networks"]["vocoder"]["inputs"] = data["networks"]["vocoder"]["inputs"][:1]
+
+
+HOSTILE = {
+    "external data": (_external_data, "refers to weights in other files"),
+    "100k-deep JSON": (_deep_json, "nested more than 32 levels"),
+    "5000-digit number": (_huge_number, "not valid JSON"),
+    "huge content width": (_edit(lambda d: d["content"].update(width=10 ** 9)), r"content.width must be an integer"),
+    "huge n_mels": (_edit(lambda d: d["mel"].update(n_mels=10 ** 7)), r"mel.n_mels must be an integer"),
+    "huge receptive field": (_edit(lambda d: d["networks"]["decoder"].update(receptive_field=[10 ** 9, 0])),
+                             "receptive_field must be an integer"),
+    "speaker id 10^20": (_edit(lambda d: d["speakers"].update(evil=10 ** 20)), "id of speaker 'evil'"),
+    "float width": (_edit(lambda d: d["content"].update(width=64.5)), "content: field 'width' has the wrong type"),
+    "huge tensor dim": (_edit(lambda d: d["networks"]["decoder"]["inputs"][0].update(shape=[1, "T", 10 ** 12])),
+                        "each dimension must be an integer"),
+    "vocoder with one input": (_edit(_vocoder_one_input), "lacks the input.s. f0, phase, noise"),
+    "width the graph does not take": (_edit(lambda d: d["content"].update(width=32)), "failed its test run"),
+    "speaker beyond the graph's table": (_edit(lambda d: d["speakers"].update(ghost=500)), "failed its test run"),
+    "hop the engine does not run": (_edit(lambda d: d.update(hop_length=256)), "failed its test run"),
+}
+
+
+@pytest.fixture()
+def pack(ppg_pack: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "pack"
+    shutil.copytree(ppg_pack, copy)
+    return copy
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_hostile_pack_is_one_sentence(pack: Path, kind: str) -> None:
+    spoil, message = HOSTILE[kind]
+    spoil(pack)
+    with pytest.raises(VoicePackError, match=message):
+        load_voice(str(pack), Settings(), prefer=("cpu",))
+
+
+def test_tampered_external_weights_never_load(pack: Path, tmp_path: Path, monkeypatch) -> None:
+    """Even with the weights file beside the graph or in the working directory, nothing outside is read."""
+    _external_data(pack)
+    monkeypatch.chdir(pack)
+    with pytest.raises(VoicePackError, match="refers to weights in other files"):
+        load_voice(str(pack), Settings(), prefer=("cpu",))
+
+
+@pytest.mark.parametrize("kind", ["external data", "speaker id 10^20", "width the graph does not take"])
+def test_cli_says_one_sentence(pack: Path, tmp_path: Path, kind: str, capsys) -> None:
+    import soundfile as sf
+
+    HOSTILE[kind][0](pack)
+    sf.write(tmp_path / "in.wav", np.zeros(24000, np.float32), 24000)
+    assert convert_main([str(tmp_path / "in.wav"), str(tmp_path / "out.wav"), "--voice", str(pack), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+    assert not (tmp_path / "out.wav").exists()
