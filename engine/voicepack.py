@@ -17,9 +17,12 @@ from typing import Any
 
 FORMAT = "como-live-voicepack"
 MANIFEST_NAME = "voice.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+#: version 1: no stateful graphs; version 2 adds the optional `stateful` section (and its networks)
+SUPPORTED_VERSIONS = (1, 2)
 REQUIRED_NETWORKS = ("content", "decoder", "vocoder")
-OPTIONAL_NETWORKS = ("pitch",)
+STATEFUL_NETWORKS = ("decoder_stateful", "vocoder_stateful")
+OPTIONAL_NETWORKS = ("pitch", *STATEFUL_NETWORKS)
 _MAX_MANIFEST_BYTES = 1 << 20
 
 
@@ -58,6 +61,34 @@ class NetworkSpec:
 
 
 @dataclass(frozen=True)
+class StateTensor:
+    """One state of a stateful graph: input `name`, output `name + '_out'`; `initial` is 'zeros'."""
+
+    name: str
+    shape: list[int]
+    dtype: str
+    initial: str = "zeros"
+
+
+@dataclass(frozen=True)
+class StatefulGraph:
+    """How to stream a stateful network (see exporters/stateful.py).
+
+    `streams`: the whole-sequence network it reproduces; `position`: its int64 [1] frame counter
+    input (output `position + '_out'`); `output`: the output it streams; `delay_samples` /
+    `delay_frames`: how late (24 kHz samples / mel frames) its output comes; `parity`: the export's
+    chunked-vs-whole check."""
+
+    streams: str
+    position: str
+    output: str
+    states: list[StateTensor]
+    delay_samples: int
+    delay_frames: float
+    parity: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class VoiceManifest:
     """Everything the engine needs to know about a voice, read from `voice.json`."""
 
@@ -71,6 +102,7 @@ class VoiceManifest:
     networks: dict[str, NetworkSpec]
     verification: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
+    stateful: dict[str, StatefulGraph] = field(default_factory=dict)  # keyed by network name
     format_version: int = MANIFEST_VERSION
     folder: str = ""
 
@@ -202,9 +234,10 @@ def _parse(data: Any, folder: Path) -> VoiceManifest:
     if data.get("format") != FORMAT:
         raise VoicePackError(f"{MANIFEST_NAME} is not a CoMo Live voice manifest (format {data.get('format')!r})")
     version = data.get("format_version")
-    if version != MANIFEST_VERSION:
+    if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
         raise VoicePackError(
-            f"voice pack format version {version!r} is not supported (this CoMo Live reads version {MANIFEST_VERSION}); "
+            f"voice pack format version {version!r} is not supported (this CoMo Live reads versions "
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))}); "
             "re-export the voice with this version's exporter"
         )
     networks_raw = _require(data, "networks", dict, MANIFEST_NAME)
@@ -249,6 +282,50 @@ def _parse(data: Any, folder: Path) -> VoiceManifest:
         networks={name: _network(name, net, folder) for name, net in networks_raw.items()},
         verification=dict(data.get("verification", {})),
         source=dict(data.get("source", {})),
+        stateful=_stateful_section(data, version, set(networks_raw)),
         format_version=version,
         folder=str(folder.resolve()),
     )
+
+
+def _stateful_section(data: dict[str, Any], version: int, networks: set[str]) -> dict[str, StatefulGraph]:
+    """The optional `stateful` section (version ≥ 2): one entry per stateful network of the pack."""
+    raw = data.get("stateful", {})
+    listed = networks & set(STATEFUL_NETWORKS)
+    if version < 2:
+        if raw or listed:
+            raise VoicePackError(f"voice pack format version {version} cannot have stateful networks")
+        return {}
+    if not isinstance(raw, dict):
+        raise VoicePackError(f"{MANIFEST_NAME}: field 'stateful' must be an object")
+    if set(raw) != listed:
+        raise VoicePackError(f"stateful section lists {sorted(raw)} but the networks are {sorted(listed)}")
+    out = {}
+    for name, entry in raw.items():
+        where = f"stateful.{name}"
+        if not isinstance(entry, dict):
+            raise VoicePackError(f"{where} must be an object")
+        streams = _require(entry, "streams", str, where)
+        if streams not in REQUIRED_NETWORKS:
+            raise VoicePackError(f"{where}: streams must name one of {', '.join(REQUIRED_NETWORKS)}")
+        states = []
+        for item in _require(entry, "states", list, where):
+            if not isinstance(item, dict):
+                raise VoicePackError(f"{where}.states: each state must be an object")
+            state_name = _require(item, "name", str, f"{where}.states")
+            shape = _require(item, "shape", list, f"{where}.{state_name}")
+            if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+                raise VoicePackError(f"{where}.{state_name}: shape must be non-negative ints")
+            if item.get("initial", "zeros") != "zeros" or item.get("dtype") != "float32":
+                raise VoicePackError(f"{where}.{state_name}: only float32 states starting at zeros are supported")
+            states.append(StateTensor(state_name, list(shape), "float32", "zeros"))
+        delay_samples = _require(entry, "delay_samples", int, where)
+        delay_frames = _require(entry, "delay_frames", (int, float), where)
+        if delay_samples < 0 or not math.isfinite(delay_frames) or delay_frames < 0:
+            raise VoicePackError(f"{where}: delays must be non-negative")
+        parity = entry.get("parity", {})
+        if not isinstance(parity, dict):
+            raise VoicePackError(f"{where}: parity must be an object")
+        out[name] = StatefulGraph(streams, _require(entry, "position", str, where), _require(entry, "output", str, where),
+                                  states, delay_samples, float(delay_frames), dict(parity))
+    return out
