@@ -76,10 +76,13 @@ def frames(ms: float) -> int:
     return int(math.ceil(ms * SAMPLE_RATE / 1000.0 / HOP - 1e-9))
 
 
-def open_sessions(manifest: VoiceManifest, prefer: Sequence[str], threads: int = 1) -> dict[str, RuntimeSession]:
-    """One validated session per network of the pack."""
+def open_sessions(manifest: VoiceManifest, prefer: Sequence[str], threads: int = 1,
+                  names: Sequence[str] | None = None) -> dict[str, RuntimeSession]:
+    """One validated session per network of the pack (or per network in `names`)."""
     sessions = {}
     for name, spec in manifest.networks.items():
+        if names is not None and name not in names:
+            continue
         path = manifest.path(name)
         try:
             session = create_session(path, prefer=prefer, threads=threads)
@@ -89,6 +92,25 @@ def open_sessions(manifest: VoiceManifest, prefer: Sequence[str], threads: int =
         _check_io(spec.file, "output", spec.outputs, session.session.get_outputs())
         sessions[name] = session
     return sessions
+
+
+def open_neural_core(manifest: VoiceManifest, settings: Settings, prefer: Sequence[str] = ("cpu",),
+                     threads: int = 1, stateful: bool | None = None) -> VoiceCore:
+    """The stateful core when the pack has stateful graphs (or `stateful` says so), else the
+    windowed `NeuralCore`; each opens only the sessions it runs."""
+    from engine.neural_core import NeuralCore
+    from engine.stateful_core import StatefulCore
+
+    if stateful is None:
+        stateful = bool(manifest.stateful)
+    if stateful:
+        sessions = open_sessions(manifest, prefer, threads, names=("content", "pitch", *manifest.stateful))
+        return StatefulCore(manifest, sessions, lookahead_frames=frames(settings.lookahead_ms),
+                            context_ms=settings.context_ms, pitch=settings.pitch, speaker=settings.speaker)
+    sessions = open_sessions(manifest, prefer, threads, names=("content", "pitch", "decoder", "vocoder"))
+    return NeuralCore(manifest, sessions, lookahead_frames=frames(settings.lookahead_ms),
+                      crossfade_frames=frames(settings.crossfade_ms), context_ms=settings.context_ms,
+                      pitch=settings.pitch, speaker=settings.speaker)
 
 
 def _check_io(file: str, kind: str, expected, actual) -> None:
@@ -119,16 +141,11 @@ def load_voice(spec: str, settings: Settings, prefer: Sequence[str] = ("tensorrt
         core = DspCore(speaker=settings.speaker)
         core.set_pitch(settings.pitch)
         return core
-    from engine.neural_core import NeuralCore
-
     manifest = load_manifest(spec)
-    sessions = open_sessions(manifest, prefer, threads)
     if settings.speaker not in manifest.speakers.values():
         raise VoicePackError(f"speaker {settings.speaker} does not exist in voice {manifest.name!r} "
                              f"(it has {', '.join(f'{k}={v}' for k, v in manifest.speakers.items())})")
-    core = NeuralCore(manifest, sessions, lookahead_frames=frames(settings.lookahead_ms),
-                      crossfade_frames=frames(settings.crossfade_ms), context_ms=settings.context_ms,
-                      pitch=settings.pitch, speaker=settings.speaker)
+    core = open_neural_core(manifest, settings, prefer, threads)
     # Warm-up with the shapes live blocks will have (a TensorRT engine is built per input shape
     # range): the first block is larger (it fills the context), then blocks of the live size.
     block = max(HOP, int(round(settings.block_ms * SAMPLE_RATE / 1000)))
