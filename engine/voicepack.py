@@ -21,7 +21,7 @@ MANIFEST_VERSION = 2
 #: version 1: no stateful graphs; version 2 adds the optional `stateful` section (and its networks)
 SUPPORTED_VERSIONS = (1, 2)
 REQUIRED_NETWORKS = ("content", "decoder", "vocoder")
-STATEFUL_NETWORKS = ("decoder_stateful", "vocoder_stateful")
+STATEFUL_NETWORKS = ("decoder_stateful", "vocoder_stateful", "content_stateful")
 OPTIONAL_NETWORKS = ("pitch", *STATEFUL_NETWORKS)
 _MAX_MANIFEST_BYTES = 1 << 20
 

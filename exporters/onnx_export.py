@@ -108,7 +108,7 @@ def export_pack(
 
     ckpt = Path(ckpt)
     steps = (["load", "decoder", "vocoder", "content"] + (["pitch"] if pitch == "fcpe" else [])
-             + (["decoder_stateful", "vocoder_stateful"] if stateful else []) + ["manifest"])
+             + (["stateful"] if stateful else []) + ["manifest"])
     bar = tqdm(total=len(steps), desc="export", unit="step", disable=quiet, file=sys.stderr)
     try:
         loaded = load_official(ckpt, config)
@@ -146,8 +146,8 @@ def export_pack(
             results[spec.name] = parity.check(spec, path, precision)
             networks[spec.name] = _network_spec(path, spec, precision)
             bar.update()
-        stateful_info = _export_stateful(staging, loaded.model, voc, graphs, networks, results, opset, fp16,
-                                         bar) if stateful else {}
+        stateful_info = _export_stateful(staging, loaded.model, voc, enc, graphs, networks, results, opset,
+                                         fp16, bar) if stateful else {}
         f0 = {"method": pitch, "min": 50.0, "max": 1100.0}
         if pitch == "fcpe":
             from exporters.pitch import check_fcpe_parity, export_fcpe
@@ -192,14 +192,16 @@ def export_pack(
     return out, manifest, results
 
 
-def _export_stateful(staging: Path, model, vocoder, graphs: list[GraphSpec], networks: dict[str, NetworkSpec],
-                     results: dict, opset: int, fp16: bool, bar) -> dict[str, StatefulGraph]:
+def _export_stateful(staging: Path, model, vocoder, encoder, graphs: list[GraphSpec],
+                     networks: dict[str, NetworkSpec], results: dict, opset: int, fp16: bool,
+                     bar) -> dict[str, StatefulGraph]:
     """Export and check the stateful graphs beside their whole-sequence graphs (same precision)."""
     from exporters import stateful
 
     by_name = {g.name: g for g in graphs}
     info = {}
-    for spec in stateful.stateful_graphs(model, vocoder, by_name["decoder"], by_name["vocoder"]):
+    for spec in stateful.stateful_graphs(model, vocoder, by_name["decoder"], by_name["vocoder"], encoder,
+                                         by_name["content"]):
         precision = networks[spec.streams.name].precision
         path = staging / f"{spec.name}.onnx"
         bar.set_description(f"export {spec.name}")
@@ -208,7 +210,7 @@ def _export_stateful(staging: Path, model, vocoder, graphs: list[GraphSpec], net
         results[spec.name] = stateful.check(spec, path, staging / networks[spec.streams.name].file, precision)
         networks[spec.name] = _network_spec(path, spec, precision)
         info[spec.name] = spec.manifest_entry(vocoder.hop_size, results[spec.name])
-        bar.update()
+    bar.update()
     return info
 
 

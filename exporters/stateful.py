@@ -6,6 +6,9 @@ decoder_stateful.onnx  `models.comosvc.StatefulDecoder`
 vocoder_stateful.onnx  `models.vocoder.StatefulVocoder`
     mel [1,n,80], f0 [1,n], noise [1,n·hop,H+1], position [1] int64, *states
     -> audio [1,n·hop], position_out, *<state>_out
+content_stateful.onnx  `models.content.ppg.StatefulPPG` (PPG packs only; ContentVec's attention
+    has no finite receptive field and keeps its windowed graph)
+    audio [1,320·n] 16 kHz, position [1] int64, *states -> units [1,n,C], position_out, *<state>_out
 
 Every state is float32 [1, ...] and starts at zeros; `position` counts the frames given so far. The
 output of a call is the whole-sequence graph's output `delay` samples (of the output) earlier; the
@@ -32,6 +35,7 @@ from engine.voicepack import StatefulGraph, StateTensor
 from exporters.graphs import GraphSpec, _fix_output_batch
 from exporters.parity import FP16_BOUND, FP32_BOUND, ParityError, ParityResult, relative_l2
 from models.comosvc import CoMoSVC, StatefulDecoder
+from models.content import ContentEncoder
 from models.streaming import StateSpec
 from models.vocoder import NSFHiFiGAN, StatefulVocoder
 
@@ -69,6 +73,8 @@ class StatefulSpec:
     output_rate: int
     states: list[StateSpec]
     delay: int  # output samples
+    samples_per_output: int  # 24 kHz samples per output sample (the manifest's delay unit)
+    length_per_frame: int = 1  # whole-graph input length (its `make_inputs` unit) per frame
 
     # the attributes the exporter's NetworkSpec reads
     @property
@@ -109,7 +115,7 @@ class StatefulSpec:
     def export(self, path: Path, opset: int, fp16: bool = False) -> None:
         module = _Fp16Stateful(copy.deepcopy(self.module)) if fp16 else self.module
         module.eval()
-        whole = self.streams.make_inputs(8, torch.Generator().manual_seed(0))
+        whole = self.streams.make_inputs(8 * self.length_per_frame, torch.Generator().manual_seed(0))
         args = tuple(torch.from_numpy(v) for v in self.chunk_feeds(whole, 0, 8).values())
         args += (torch.zeros(1, dtype=torch.int64), *(torch.from_numpy(s) for s in self.zero_states()))
         axes = {name: {1: "frames" if rate == 1 else "samples"}
@@ -122,25 +128,36 @@ class StatefulSpec:
         _fix_output_batch(path)
 
     def manifest_entry(self, hop: int, parity: ParityResult) -> StatefulGraph:
+        """The manifest's record; delays in 24 kHz samples and in mel frames of `hop` samples."""
+        samples = self.delay * self.samples_per_output
         return StatefulGraph(
             streams=self.streams.name, position=POSITION, output=self.output,
             states=[StateTensor(s.name, [1, *s.shape], "float32", "zeros") for s in self.states],
-            delay_samples=self.delay * hop // self.output_rate, delay_frames=self.delay / self.output_rate,
-            parity=parity.as_json())
+            delay_samples=samples, delay_frames=samples / hop, parity=parity.as_json())
 
 
-def stateful_graphs(model: CoMoSVC, vocoder: NSFHiFiGAN, decoder: GraphSpec, voc: GraphSpec) -> list[StatefulSpec]:
-    """The stateful decoder and vocoder of a pack, streaming its whole-sequence `decoder` and `voc` specs."""
+def stateful_graphs(model: CoMoSVC, vocoder: NSFHiFiGAN, decoder: GraphSpec, voc: GraphSpec,
+                    encoder: ContentEncoder | None = None, content: GraphSpec | None = None) -> list[StatefulSpec]:
+    """The stateful decoder and vocoder (and PPG content encoder, when `encoder` is one) of a pack,
+    streaming its whole-sequence specs."""
     dec_module = StatefulDecoder(model).eval()
     voc_module = StatefulVocoder(vocoder).eval()
     hop = vocoder.hop_size
-    return [
+    specs = [
         StatefulSpec("decoder_stateful", decoder, dec_module,
                      {"units": (0, 1), "f0": (1, 1), "volume": (2, 1), "speaker": (3, 0), "noise": (4, 1)},
-                     (), "mel", 1, dec_module.state_specs, dec_module.delay),
+                     (), "mel", 1, dec_module.state_specs, dec_module.delay, hop),
         StatefulSpec("vocoder_stateful", voc, voc_module, {"mel": (0, 1), "f0": (1, 1), "noise": (3, hop)},
-                     (2,), "audio", hop, voc_module.state_specs, voc_module.delay),
+                     (2,), "audio", hop, voc_module.state_specs, voc_module.delay, 1),
     ]
+    if encoder is not None and encoder.kind == "ppg" and content is not None:
+        from models.content.ppg import StatefulPPG
+
+        ppg = StatefulPPG(encoder).eval()
+        to_24k = encoder.hop * vocoder.sample_rate // encoder.sample_rate
+        specs.append(StatefulSpec("content_stateful", content, ppg, {"audio": (0, encoder.hop)}, (), "units", 1,
+                                  ppg.state_specs, ppg.delay, to_24k, length_per_frame=encoder.hop))
+    return specs
 
 
 def chunkings(frames: int, seed: int = 0) -> list[list[int]]:
@@ -188,7 +205,7 @@ def check(spec: StatefulSpec, path: Path, whole_path: Path, precision: str = "fp
             raise ParityError(f"{path.name} cannot be opened by ONNX Runtime: {exc}") from exc
         result.note = f"not verified: the CPU provider cannot run it ({str(exc).splitlines()[0]})"
         return result
-    whole = list(spec.streams.make_inputs(frames, torch.Generator().manual_seed(4321)))
+    whole = list(spec.streams.make_inputs(frames * spec.length_per_frame, torch.Generator().manual_seed(4321)))
     for index in spec.zero_inputs:
         whole[index] = torch.zeros_like(whole[index])
     names = [i.name for i in whole_session.get_inputs()]

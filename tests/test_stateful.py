@@ -119,7 +119,7 @@ def test_official_checkpoints_keep_their_symmetric_networks() -> None:
 def test_manifest_records_the_stateful_graphs(stateful_pack: Path) -> None:
     manifest = load_manifest(stateful_pack)
     assert manifest.format_version == 2
-    assert set(manifest.stateful) == {"decoder_stateful", "vocoder_stateful"}
+    assert set(manifest.stateful) == {"decoder_stateful", "vocoder_stateful", "content_stateful"}
     decoder, vocoder = manifest.stateful["decoder_stateful"], manifest.stateful["vocoder_stateful"]
     assert decoder.delay_frames == 2 and decoder.delay_samples == 256       # 2 WaveNet layers
     assert vocoder.delay_samples == 1842 and vocoder.delay_frames == pytest.approx(1842 / 128)
@@ -129,6 +129,38 @@ def test_manifest_records_the_stateful_graphs(stateful_pack: Path) -> None:
         inputs = {t.name for t in manifest.networks[graph.streams + "_stateful"].inputs}
         assert {s.name for s in graph.states} | {graph.position} <= inputs
     assert [s.name for s in vocoder.states][0] == "vocoder_phase"
+    content = manifest.stateful["content_stateful"]
+    assert content.delay_samples == 480 * (1 + 2)  # front end one hop late + 2 blocks of (1, 1) padding
+    assert content.parity["verified"] and max(content.parity["max_rel_l2"].values()) <= 1e-4
+
+
+def test_stateful_ppg_streams_the_whole_encoder(one_torch_thread) -> None:
+    from models.content.ppg import PPGConfig, PPGEncoder, StatefulPPG
+
+    for right_context in (None, 0, 1):
+        torch.manual_seed(0)
+        encoder = PPGEncoder(PPGConfig(width=20, channels=16, kernels=(3, 5, 3), dilations=(1, 2, 1),
+                                       right_context=right_context)).eval()
+        for module in encoder.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.running_mean.normal_()
+                module.running_var.uniform_(0.5, 2.0)
+        assert encoder.receptive_field == {None: (6, 6), 0: (12, 0), 1: (11, 1)}[right_context]
+        t = sum(CHUNKS)
+        audio = 0.1 * torch.randn(1, 320 * t)
+        stateful = StatefulPPG(encoder).eval()
+        assert stateful.delay == 1 + encoder.receptive_field[1]
+        with torch.no_grad():
+            whole = encoder(audio)
+            states = [torch.zeros(1, *s.shape) for s in stateful.state_specs]
+            position, pieces, start = torch.zeros(1, dtype=torch.int64), [], 0
+            for n in CHUNKS:
+                out = stateful(audio[:, 320 * start: 320 * (start + n)], position, *states)
+                pieces.append(out[0])
+                position, states, start = out[1], list(out[2:]), start + n
+        streamed, d = torch.cat(pieces, 1), stateful.delay
+        usable = t - d
+        assert _rel(whole[:, :usable], streamed[:, d:d + usable]) <= 1e-5
 
 
 def test_stateful_parity_fails_loudly_when_the_graph_is_wrong(stateful_pack: Path, tmp_path: Path) -> None:
