@@ -179,8 +179,9 @@ def run_stream(spec: StatefulSpec, session: ort.InferenceSession, whole: tuple[t
     states = spec.zero_states()
     position = np.zeros(1, dtype=np.int64)
     pieces, start = [], 0
+    accepted = {i.name for i in session.get_inputs()}  # a single-speaker graph has no `speaker`
     for n in sizes:
-        feeds = spec.chunk_feeds(whole, start, start + n)
+        feeds = {k: v for k, v in spec.chunk_feeds(whole, start, start + n).items() if k in accepted}
         feeds[POSITION] = position
         feeds.update({s.name: v for s, v in zip(spec.states, states)})
         out = session.run(spec.output_names, feeds)

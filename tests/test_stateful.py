@@ -254,3 +254,48 @@ def test_causal_pack_streams_with_its_small_network_delay(causal_pack: Path) -> 
     conv.reset()
     assert _snr(whole, convert_whole(conv, x, block=960)) >= 60.0
     assert conv.latency_breakdown().algorithmic == conv.latency()
+
+
+@pytest.mark.slow
+def test_official_size_stateful_graphs_stream_exactly(tmp_path: Path) -> None:
+    """Full-size decoder (WaveNet 20×512, 768-d units) and vocoder (NSF-HiFiGAN 512 ch), random
+    weights: the exported stateful graphs reproduce the whole-sequence graphs over random chunkings."""
+    from exporters import stateful
+    from exporters.graphs import decoder_graph, vocoder_graph
+    from models.comosvc import CoMoSVC
+    from models.vocoder import NSFHiFiGAN
+    from tests.fixtures.vocoder import vocoder_config
+
+    torch.manual_seed(0)
+    model = CoMoSVC(units_dim=768, n_spk=2, n_layers=20, n_chans=512, n_hidden=256).eval()
+    torch.nn.init.normal_(model.decoder.denoise_fn.output_projection.weight, std=0.02)  # zero-initialised
+    vocoder = NSFHiFiGAN(vocoder_config("m4singer", "full")).eval()
+    dec, voc = decoder_graph(model), vocoder_graph(vocoder)
+    for whole in (dec, voc):
+        whole.export(tmp_path / f"{whole.name}.onnx", 17)
+    for spec in stateful.stateful_graphs(model, vocoder, dec, voc):
+        assert spec.delay == {"decoder_stateful": 20, "vocoder_stateful": 1842}[spec.name]
+        path = tmp_path / f"{spec.name}.onnx"
+        spec.export(path, 17)
+        result = stateful.check(spec, path, tmp_path / f"{spec.streams.name}.onnx", frames=120)
+        assert result.verified and result.worst <= 1e-4
+
+
+def test_fp16_stateful_decoder_is_checked_against_the_fp16_whole_graph(tmp_path: Path) -> None:
+    from exporters import stateful
+    from exporters.graphs import decoder_graph, vocoder_graph
+    from models.comosvc import CoMoSVC
+    from models.vocoder import NSFHiFiGAN
+    from tests.fixtures.vocoder import vocoder_config
+
+    torch.manual_seed(0)
+    model = CoMoSVC(units_dim=16, n_spk=1, n_layers=3, n_chans=16, n_hidden=8).eval()
+    torch.nn.init.normal_(model.decoder.denoise_fn.output_projection.weight, std=0.2)
+    vocoder = NSFHiFiGAN(vocoder_config("m4singer", "tiny")).eval()
+    dec = decoder_graph(model)
+    dec.export(tmp_path / "decoder.onnx", 17, fp16=True)
+    spec = stateful.stateful_graphs(model, vocoder, dec, vocoder_graph(vocoder))[0]
+    spec.export(tmp_path / "decoder_stateful.onnx", 17, fp16=True)
+    result = stateful.check(spec, tmp_path / "decoder_stateful.onnx", tmp_path / "decoder.onnx", "fp16", frames=80)
+    assert result.bound == 1e-2
+    assert (result.verified and result.worst <= 1e-2) or result.note.startswith("not verified")
