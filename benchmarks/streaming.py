@@ -60,24 +60,9 @@ def snr_db(reference: np.ndarray, value: np.ndarray) -> float:
 def measure(manifest, sessions, block_ms: float, lookahead_ms: float, audio: np.ndarray) -> dict:
     settings = Settings(block_ms=block_ms, lookahead_ms=lookahead_ms, crossfade_ms=20, gate_db=-120)
     core = NeuralCore(manifest, sessions, frames(lookahead_ms), frames(settings.crossfade_ms))
-    conv = Converter(lambda s: core, settings, DEVICE_RATE)
-    block = int(DEVICE_RATE * block_ms / 1000)
-    times, pieces = [], []
-    for start in range(0, len(audio), block):
-        t0 = time.perf_counter()
-        pieces.append(conv.process(audio[start: start + block]))
-        times.append(time.perf_counter() - t0)
-    pieces.append(conv.flush())
-    lat = conv.latency()
-    streamed = np.concatenate(pieces)[lat: lat + len(audio)]
-    conv.reset()
-    whole = convert_whole(conv, audio)
-    skip = int(0.5 * DEVICE_RATE)
-    steady = np.array(times[5:]) / (block / DEVICE_RATE)
-    return {"latency_ms": 1000 * lat / DEVICE_RATE, "p50": float(np.median(steady)),
-            "p99": float(np.percentile(steady, 99)), "snr": snr_db(whole[skip:], streamed[skip:]),
-            "exact": core.exact_lookahead_frames is not None and core.lookahead_frames >= core.exact_lookahead_frames,
-            "seconds_p50": float(np.median(times[5:]))}
+    result = measure_core(lambda s: core, settings, block_ms, audio, skip_s=0.5)
+    result["exact"] = core.exact_lookahead_frames is not None and core.lookahead_frames >= core.exact_lookahead_frames
+    return result
 
 
 def rvc_style_block(manifest, sessions, block_ms: float, repeats: int) -> float:
@@ -108,8 +93,9 @@ def rvc_style_block(manifest, sessions, block_ms: float, repeats: int) -> float:
     return float(np.median(times[2:]))
 
 
-def measure_core(factory, settings: Settings, block_ms: float, audio: np.ndarray) -> dict:
-    """Compute per block (fraction of the block), latency and SNR vs whole of one core, same audio."""
+def measure_core(factory, settings: Settings, block_ms: float, audio: np.ndarray, skip_s: float = 0.0) -> dict:
+    """Compute per block (fraction of the block; the first 5 blocks skipped), latency and SNR vs the
+    same converter on the whole file (after `skip_s`) of one core."""
     conv = Converter(factory, settings, DEVICE_RATE)
     block = int(DEVICE_RATE * block_ms / 1000)
     times, pieces = [], []
@@ -122,10 +108,11 @@ def measure_core(factory, settings: Settings, block_ms: float, audio: np.ndarray
     streamed = np.concatenate(pieces)[lat: lat + len(audio)]
     conv.reset()
     whole = convert_whole(conv, audio)
+    skip = int(skip_s * DEVICE_RATE)
     steady = np.array(times[5:])
     return {"latency_ms": 1000 * lat / DEVICE_RATE, "p50": float(np.median(steady)) / (block / DEVICE_RATE),
             "p99": float(np.percentile(steady, 99)) / (block / DEVICE_RATE), "seconds_p50": float(np.median(steady)),
-            "snr": snr_db(whole, streamed)}
+            "snr": snr_db(whole[skip:], streamed[skip:])}
 
 
 def stateful_rows(manifest, prefer, threads: int, audio: np.ndarray, blocks=(10, 20, 40, 80)) -> list[dict]:

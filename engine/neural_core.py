@@ -145,12 +145,16 @@ class NeuralCore:
             self._reserve(2 * len(x24))
         self._audio.append(x24)
         self._audio16.append(self._resample16.process(x24))
-        target = self._audio.end // HOP - self.hold_frames
-        if target > self._done_frames:
-            self._synthesise(target)
+        self._advance()
         start = self._emitted - self.latency_24k
         self._emitted += len(x24)
         return self._out.read(start, self._emitted - self.latency_24k)
+
+    def _advance(self) -> None:
+        """Synthesise what the audio received so far allows."""
+        target = self._audio.end // HOP - self.hold_frames
+        if target > self._done_frames:
+            self._synthesise(target)
 
     def _reserve(self, samples: int) -> None:
         """Keep `samples` of 24 kHz history (and the same time span of every per-frame stream)."""

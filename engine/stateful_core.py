@@ -121,20 +121,11 @@ class StatefulCore(NeuralCore):
         self._mel = History(_KEEP_FRAMES, self.n_mels)
         self._f0_used = History(_KEEP_FRAMES)        # F0 (pitch-shifted) as the decoder got it
 
-    def process(self, x24: np.ndarray) -> np.ndarray:
-        """Take N new samples at 24 kHz, return N output samples delayed by `latency_24k`."""
-        x24 = np.asarray(x24, dtype=np.float32).reshape(-1)
-        if len(x24) > self._audio.keep // 2:
-            self._reserve(2 * len(x24))
-        self._audio.append(x24)
-        self._audio16.append(self._resample16.process(x24))
+    def _advance(self) -> None:
         final = self._audio.end // HOP - self.feature_frames
         if final > self._fed:
             self._decode(final)
             self._vocode(final - self.decoder_delay)
-        start = self._emitted - self.latency_24k
-        self._emitted += len(x24)
-        return self._out.read(start, self._emitted - self.latency_24k)
 
     def _reserve(self, samples: int) -> None:
         super()._reserve(samples)

@@ -59,6 +59,14 @@ class StreamContext:
         self.position = position
         self.old = dict(states)
         self.new: dict[str, torch.Tensor] = {}
+        self._positions: dict[int, torch.Tensor] = {}
+
+    def positions(self, x: torch.Tensor, rate: int) -> torch.Tensor:
+        """Absolute positions [n] of the samples of x [B, C, n] at `rate` before any delay
+        (one Range per rate and call: every stream of that rate has n samples)."""
+        if rate not in self._positions:
+            self._positions[rate] = self.position * rate + torch.arange(x.shape[-1], device=x.device)
+        return self._positions[rate]
 
     def take(self, name: str) -> torch.Tensor:
         return self.old[name]
@@ -74,11 +82,12 @@ class StreamContext:
         return [self.new[s.name] for s in specs]
 
 
-def valid_mask(x: torch.Tensor, stream: Stream, position: torch.Tensor) -> torch.Tensor:
-    """x [B, C, n] of `stream` with the samples at negative positions set to zero."""
-    index = torch.arange(x.shape[-1], device=x.device)
-    absolute = position * stream.rate - stream.delay + index
-    return x * (absolute >= 0).to(x.dtype)
+def valid_mask(x: torch.Tensor, stream: Stream, ctx: StreamContext) -> torch.Tensor:
+    """x [B, C, n] of `stream` with the samples at negative positions set to zero (an undelayed
+    stream has none)."""
+    if stream.delay == 0:
+        return x
+    return x * (ctx.positions(x, stream.rate) >= stream.delay).to(x.dtype)
 
 
 def pad_conv1d(conv: nn.Conv1d, x: torch.Tensor, pads: tuple[int, int]) -> torch.Tensor:
@@ -122,7 +131,28 @@ class DelayLine(nn.Module):
         return full[..., : full.shape[-1] - self.delay]
 
 
-class CachedConv1d(nn.Module):
+class _Cached(nn.Module):
+    """Base of the cached convolutions: `context` past inputs kept as the state `name`."""
+
+    conv: nn.Module
+    context: int
+    name: str
+    stream_in: Stream
+
+    def states(self) -> list[StateSpec]:
+        return [StateSpec(self.name, (self.conv.in_channels, self.context))] if self.context else []
+
+    def with_context(self, x: torch.Tensor, ctx: StreamContext) -> torch.Tensor:
+        """[state, x with negative positions zeroed] [B, C, context + n]; stores the new state."""
+        x = valid_mask(x, self.stream_in, ctx)
+        if not self.context:
+            return x
+        full = torch.cat([ctx.take(self.name), x], dim=-1)
+        ctx.put(self.name, full[..., -self.context:])
+        return full
+
+
+class CachedConv1d(_Cached):
     """Streaming view of a trained `conv` (stride s, dilation d) with zero padding (left, right).
 
     State: the last (k-1)·d + 1 − s + e inputs, where e ≥ 0 extra samples of delay put every
@@ -144,23 +174,15 @@ class CachedConv1d(nn.Module):
         self.stream_out = Stream(stream_in.rate // s,
                                  (stream_in.delay + self.extra + (k - 1) * d + 1 - pads[0] - s) // s)
 
-    def states(self) -> list[StateSpec]:
-        return [StateSpec(self.name, (self.conv.in_channels, self.context))] if self.context else []
-
     def forward(self, x: torch.Tensor, ctx: StreamContext) -> torch.Tensor:
-        x = valid_mask(x, self.stream_in, ctx.position)
-        if self.context:
-            full = torch.cat([ctx.take(self.name), x], dim=-1)
-            ctx.put(self.name, full[..., -self.context:])
-        else:
-            full = x
+        full = self.with_context(x, ctx)
         if self.extra:
             full = full[..., : full.shape[-1] - self.extra]
         c = self.conv
         return F.conv1d(full, c.weight, c.bias, c.stride, 0, c.dilation, c.groups)
 
 
-class CachedConvTranspose1d(nn.Module):
+class CachedConvTranspose1d(_Cached):
     """Streaming view of a trained transposed `conv` (kernel k, stride u) with output crops
     (left, right), left + right = k − u. State: the last ceil(k/u) − 1 inputs. Output stream:
     rate·u, delay in·u + left."""
@@ -176,17 +198,8 @@ class CachedConvTranspose1d(nn.Module):
         self.context = math.ceil(k / u) - 1
         self.stream_out = Stream(stream_in.rate * u, stream_in.delay * u + crops[0])
 
-    def states(self) -> list[StateSpec]:
-        return [StateSpec(self.name, (self.conv.in_channels, self.context))] if self.context else []
-
     def forward(self, x: torch.Tensor, ctx: StreamContext) -> torch.Tensor:
-        x = valid_mask(x, self.stream_in, ctx.position)
-        if self.context:
-            full = torch.cat([ctx.take(self.name), x], dim=-1)
-            ctx.put(self.name, full[..., -self.context:])
-        else:
-            full = x
-        z = F.conv_transpose1d(full, self.conv.weight, self.conv.bias, self.u)
+        z = F.conv_transpose1d(self.with_context(x, ctx), self.conv.weight, self.conv.bias, self.u)
         # z[j] is complete (all its inputs present) for j in [context·u, (context + n)·u)
         return z[..., self.context * self.u: z.shape[-1] - (self.k - self.u)]
 
@@ -202,7 +215,7 @@ def collect_states(module: nn.Module) -> list[StateSpec]:
     """Every state of `module`'s streaming parts (module order: the graph's state inputs/outputs)."""
     specs: list[StateSpec] = []
     for child in module.modules():
-        if isinstance(child, (DelayLine, CachedConv1d, CachedConvTranspose1d)):
+        if isinstance(child, (DelayLine, _Cached)):
             specs.extend(child.states())
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
