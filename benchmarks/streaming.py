@@ -97,6 +97,7 @@ def measure_core(factory, settings: Settings, block_ms: float, audio: np.ndarray
     """Compute per block (fraction of the block; the first 5 blocks skipped), latency and SNR vs the
     same converter on the whole file (after `skip_s`) of one core."""
     conv = Converter(factory, settings, DEVICE_RATE)
+    conv.reset()  # the core may be shared with an earlier measurement
     block = int(DEVICE_RATE * block_ms / 1000)
     times, pieces = [], []
     for start in range(0, len(audio), block):

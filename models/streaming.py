@@ -128,7 +128,7 @@ class DelayLine(nn.Module):
             return x
         full = torch.cat([ctx.take(self.name), x], dim=-1)
         ctx.put(self.name, full[..., -self.delay:])
-        return full[..., : full.shape[-1] - self.delay]
+        return full[..., : -self.delay]  # a constant end: no shape arithmetic in the graph
 
 
 class _Cached(nn.Module):
@@ -177,7 +177,7 @@ class CachedConv1d(_Cached):
     def forward(self, x: torch.Tensor, ctx: StreamContext) -> torch.Tensor:
         full = self.with_context(x, ctx)
         if self.extra:
-            full = full[..., : full.shape[-1] - self.extra]
+            full = full[..., : -self.extra]
         c = self.conv
         return F.conv1d(full, c.weight, c.bias, c.stride, 0, c.dilation, c.groups)
 
@@ -200,8 +200,10 @@ class CachedConvTranspose1d(_Cached):
 
     def forward(self, x: torch.Tensor, ctx: StreamContext) -> torch.Tensor:
         z = F.conv_transpose1d(self.with_context(x, ctx), self.conv.weight, self.conv.bias, self.u)
-        # z[j] is complete (all its inputs present) for j in [context·u, (context + n)·u)
-        return z[..., self.context * self.u: z.shape[-1] - (self.k - self.u)]
+        # z[j] is complete (all its inputs present) for j in [context·u, (context + n)·u), and
+        # (context + n)·u is k − u before the end of z
+        tail = self.k - self.u
+        return z[..., self.context * self.u: -tail] if tail else z[..., self.context * self.u:]
 
 
 def align(streams: Sequence[Stream]) -> int:
