@@ -326,6 +326,7 @@ def _stateful_section(data: dict[str, Any], version: int, networks: set[str]) ->
         parity = entry.get("parity", {})
         if not isinstance(parity, dict):
             raise VoicePackError(f"{where}: parity must be an object")
-        out[name] = StatefulGraph(streams, _require(entry, "position", str, where), _require(entry, "output", str, where),
-                                  states, delay_samples, float(delay_frames), dict(parity))
+        out[name] = StatefulGraph(streams, _require(entry, "position", str, where),
+                                  _require(entry, "output", str, where), states, delay_samples, float(delay_frames),
+                                  dict(parity))
     return out

@@ -715,5 +715,5 @@ class StatefulVocoder(nn.Module):
         return (torch.tanh(x)[:, 0], position + mel.shape[1], *ctx.outputs(self.state_specs))
 
 
-__all__ = ["LAYOUTS", "MODEL_AUDIO", "NSFHiFiGAN", "StatefulVocoder", "StreamingVocoder", "VocoderConfig", "VocoderConfigError",
-           "check_config_audio", "detect_layout", "fold_weight_norm", "load_vocoder", "to_checkpoint_state"]
+__all__ = ["LAYOUTS", "MODEL_AUDIO", "NSFHiFiGAN", "StatefulVocoder", "StreamingVocoder", "VocoderConfig",
+           "VocoderConfigError", "check_config_audio", "detect_layout", "fold_weight_norm", "load_vocoder", "to_checkpoint_state"]
