@@ -1,6 +1,6 @@
 """Streaming engine benchmark: latency, compute per block and streaming-vs-whole SNR.
 
-    .venv/bin/python -m benchmarks.streaming [--pack DIR] [--seconds 6] [--threads 1] [--quick]
+    .venv/bin/python -m benchmarks.streaming [--pack DIR] [--seconds 6] [--threads 1] [--quick] [--full-size]
 
 For every block × lookahead it prints the converter's latency (lookahead + crossfade + frame
 rounding + resamplers, exact) and the algorithmic latency (that + one block, which the live runner
@@ -10,6 +10,12 @@ SNR of the streamed output against the same voice converting the whole file at o
 run, with the same voice and sessions, an RVC-style baseline re-runs 2.5 s of context through the
 content encoder and the decoder every block (its vocoder runs on the new block plus context only,
 as RVC's does); the last column is baseline time / our time.
+
+A second table puts the stateful core (stateful decoder/vocoder graphs, only new frames per block,
+exact) beside the windowed core at its exact lookahead, same pack and run, for 10/20/40/80 ms blocks;
+the last column is windowed time / stateful time. `--full-size` adds the official-size decoder
+(WaveNet 20×512) + vocoder (NSF-HiFiGAN 512 ch) with random weights, per 40 ms block, windowed
+(block + both networks' receptive fields) vs stateful (the block's frames only).
 
 Without `--pack` it exports a "small" random voice (PPG content encoder, WaveNet 10×128,
 NSF-HiFiGAN 128 channels) into a temporary folder: the size that is meant to run live on 2 CPU
@@ -30,7 +36,7 @@ from engine.converter import Converter, convert_whole
 from engine.neural_core import NeuralCore
 from engine.settings import Settings
 from engine.voicepack import load_manifest
-from engine.voices import frames, open_sessions
+from engine.voices import frames, open_neural_core, open_sessions
 
 DEVICE_RATE = 48000
 RVC_CONTEXT_S = 2.5
@@ -54,24 +60,9 @@ def snr_db(reference: np.ndarray, value: np.ndarray) -> float:
 def measure(manifest, sessions, block_ms: float, lookahead_ms: float, audio: np.ndarray) -> dict:
     settings = Settings(block_ms=block_ms, lookahead_ms=lookahead_ms, crossfade_ms=20, gate_db=-120)
     core = NeuralCore(manifest, sessions, frames(lookahead_ms), frames(settings.crossfade_ms))
-    conv = Converter(lambda s: core, settings, DEVICE_RATE)
-    block = int(DEVICE_RATE * block_ms / 1000)
-    times, pieces = [], []
-    for start in range(0, len(audio), block):
-        t0 = time.perf_counter()
-        pieces.append(conv.process(audio[start: start + block]))
-        times.append(time.perf_counter() - t0)
-    pieces.append(conv.flush())
-    lat = conv.latency()
-    streamed = np.concatenate(pieces)[lat: lat + len(audio)]
-    conv.reset()
-    whole = convert_whole(conv, audio)
-    skip = int(0.5 * DEVICE_RATE)
-    steady = np.array(times[5:]) / (block / DEVICE_RATE)
-    return {"latency_ms": 1000 * lat / DEVICE_RATE, "p50": float(np.median(steady)),
-            "p99": float(np.percentile(steady, 99)), "snr": snr_db(whole[skip:], streamed[skip:]),
-            "exact": core.exact_lookahead_frames is not None and core.lookahead_frames >= core.exact_lookahead_frames,
-            "seconds_p50": float(np.median(times[5:]))}
+    result = measure_core(lambda s: core, settings, block_ms, audio, skip_s=0.5)
+    result["exact"] = core.exact_lookahead_frames is not None and core.lookahead_frames >= core.exact_lookahead_frames
+    return result
 
 
 def rvc_style_block(manifest, sessions, block_ms: float, repeats: int) -> float:
@@ -102,6 +93,113 @@ def rvc_style_block(manifest, sessions, block_ms: float, repeats: int) -> float:
     return float(np.median(times[2:]))
 
 
+def measure_core(factory, settings: Settings, block_ms: float, audio: np.ndarray, skip_s: float = 0.0) -> dict:
+    """Compute per block (fraction of the block; the first 5 blocks skipped), latency and SNR vs the
+    same converter on the whole file (after `skip_s`) of one core."""
+    conv = Converter(factory, settings, DEVICE_RATE)
+    conv.reset()  # the core may be shared with an earlier measurement
+    block = int(DEVICE_RATE * block_ms / 1000)
+    times, pieces = [], []
+    for start in range(0, len(audio), block):
+        t0 = time.perf_counter()
+        pieces.append(conv.process(audio[start: start + block]))
+        times.append(time.perf_counter() - t0)
+    pieces.append(conv.flush())
+    lat = conv.latency()
+    streamed = np.concatenate(pieces)[lat: lat + len(audio)]
+    conv.reset()
+    whole = convert_whole(conv, audio)
+    skip = int(skip_s * DEVICE_RATE)
+    steady = np.array(times[5:])
+    return {"latency_ms": 1000 * lat / DEVICE_RATE, "p50": float(np.median(steady)) / (block / DEVICE_RATE),
+            "p99": float(np.percentile(steady, 99)) / (block / DEVICE_RATE), "seconds_p50": float(np.median(steady)),
+            "snr": snr_db(whole[skip:], streamed[skip:])}
+
+
+def stateful_rows(manifest, prefer, threads: int, audio: np.ndarray, blocks=(10, 20, 40, 80)) -> list[dict]:
+    """Windowed (exact lookahead, no crossfade) vs stateful core on the same pack and audio."""
+    sessions = open_sessions(manifest, prefer, threads, names=("content", "pitch", "decoder", "vocoder"))
+    windowed = NeuralCore(manifest, sessions, lookahead_frames=0, crossfade_frames=0)
+    # exact lookahead (may exceed the Settings limit, so the core is built directly)
+    windowed = NeuralCore(manifest, sessions, lookahead_frames=windowed.exact_lookahead_frames, crossfade_frames=0)
+    windowed_settings = Settings(crossfade_ms=0, gate_db=-120)
+    stateful = open_neural_core(manifest, Settings(gate_db=-120), prefer, threads, stateful=True)
+    rows = []
+    for block_ms in blocks:
+        w = measure_core(lambda s: windowed, windowed_settings, block_ms, audio)
+        st = measure_core(lambda s: stateful, Settings(gate_db=-120), block_ms, audio)
+        rows.append({"block ms": block_ms,
+                     "windowed p50/p99 /block": f"{w['p50']:.2f} / {w['p99']:.2f}",
+                     "stateful p50/p99 /block": f"{st['p50']:.2f} / {st['p99']:.2f}",
+                     "windowed / stateful": f"{w['seconds_p50'] / st['seconds_p50']:.1f}x",
+                     "SNR vs whole dB (w / s)": f"{w['snr']:.0f} / {st['snr']:.0f}",
+                     "latency ms (w / s)": f"{w['latency_ms']:.1f} / {st['latency_ms']:.1f}"})
+    return rows
+
+
+def full_size_rows(prefer, threads: int, block_ms: float = 40.0, repeats: int = 12) -> list[dict]:
+    """Official-size decoder + vocoder per block (random weights): windowed vs stateful graphs."""
+    import torch
+
+    from exporters.graphs import decoder_graph, vocoder_graph
+    from exporters.stateful import stateful_graphs
+    from models.comosvc import CoMoSVC
+    from models.vocoder import NSFHiFiGAN
+    from tests.fixtures.vocoder import vocoder_config
+    from engine.runtime import create_session
+
+    torch.manual_seed(0)
+    model = CoMoSVC(units_dim=768, n_spk=1, n_layers=20, n_chans=512, n_hidden=256).eval()
+    vocoder = NSFHiFiGAN(vocoder_config("m4singer", "full")).eval()
+    dec, voc = decoder_graph(model), vocoder_graph(vocoder)
+    n = int(np.ceil(block_ms * 24 / 128))
+    (ld, rd), (lv, rv) = dec.receptive_field, voc.receptive_field
+    t_voc = n + lv + rv
+    t_dec = t_voc + ld + rd
+    g = torch.Generator().manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        sessions = {}
+        for spec in (dec, voc, *stateful_graphs(model, vocoder, dec, voc)):
+            path = Path(tmp) / f"{spec.name}.onnx"
+            spec.export(path, 17)
+            sessions[spec.name] = (spec, create_session(path, prefer=prefer, threads=threads))
+
+        def windowed() -> None:
+            feeds = dict(zip(dec.input_names, (t.numpy() for t in dec.make_inputs(t_dec, g))))
+            sessions["decoder"][1].run({k: v for k, v in feeds.items() if k in sessions["decoder"][1].input_names})
+            sessions["vocoder"][1].run(dict(zip(voc.input_names, (t.numpy() for t in voc.make_inputs(t_voc, g)))))
+
+        state = {}
+
+        def stateful() -> None:
+            for name, whole in (("decoder_stateful", dec), ("vocoder_stateful", voc)):
+                spec, session = sessions[name]
+                feeds = spec.chunk_feeds(whole.make_inputs(n, g), 0, n)
+                position, states = state.get(name, (np.zeros(1, np.int64), spec.zero_states()))
+                feeds = {k: v for k, v in feeds.items() if k in session.input_names}
+                feeds.update({"position": position, **{s.name: v for s, v in zip(spec.states, states)}})
+                out = session.run(feeds)
+                state[name] = (out[1], out[2:])
+
+        rows = []
+        results = {}
+        for label, fn in (("windowed", windowed), ("stateful", stateful)):
+            times = []
+            for i in range(repeats + 2):
+                t0 = time.perf_counter()
+                fn()
+                if i >= 2:
+                    times.append(time.perf_counter() - t0)
+            results[label] = times
+            rows.append({"path": label, "frames decoded / vocoded": f"{t_dec} / {t_voc}" if label == "windowed"
+                         else f"{n} / {n}", "p50 ms": f"{1000 * np.median(times):.1f}",
+                         "p99 ms": f"{1000 * np.percentile(times, 99):.1f}",
+                         "p50 /block": f"{np.median(times) / (block_ms / 1000):.2f}"})
+        ratio = np.median(results["windowed"]) / np.median(results["stateful"])
+        rows.append({"path": "windowed / stateful", "p50 ms": f"{ratio:.1f}x"})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pack", type=Path, help="voice pack to measure (default: export a small random one)")
@@ -109,13 +207,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per ONNX session")
     parser.add_argument("--provider", default="cpu", choices=("cpu", "cuda", "tensorrt"))
     parser.add_argument("--quick", action="store_true", help="fewer configurations")
+    parser.add_argument("--full-size", action="store_true",
+                        help="also time the official-size decoder+vocoder per 40 ms block, windowed vs stateful")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         pack = args.pack
         if pack is None:
             from tests.fixtures.packs import export_tiny_pack
 
-            pack = export_tiny_pack(Path(tmp), size="small", name="small random voice")
+            pack = export_tiny_pack(Path(tmp), size="small", name="small random voice", stateful=True)
         manifest = load_manifest(pack)
         prefer = {"cpu": ("cpu",), "cuda": ("cuda", "cpu"), "tensorrt": ("tensorrt", "cuda", "cpu")}[args.provider]
         sessions = open_sessions(manifest, prefer, threads=args.threads)
@@ -137,6 +237,13 @@ def main() -> None:
                  f"device rate {DEVICE_RATE} Hz, crossfade 20 ms, provider {sessions['decoder'].provider}, "
                  f"{args.threads} thread(s)/session, {args.seconds:g} s of sung audio")
         print_table(title, rows)
+        if manifest.stateful:
+            print_table(f"stateful vs windowed core (exact lookahead, no crossfade), voice '{manifest.name}', "
+                        f"provider {sessions['decoder'].provider}, {args.threads} thread(s)/session",
+                        stateful_rows(manifest, prefer, args.threads, audio))
+        if args.full_size:
+            print_table(f"official-size decoder + vocoder per 40 ms block (random weights), "
+                        f"{args.threads} thread(s)/session", full_size_rows(prefer, args.threads))
 
 
 if __name__ == "__main__":

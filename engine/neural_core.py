@@ -36,7 +36,9 @@ _KEEP_SECONDS = 8
 
 
 class NeuralCore:
-    """`VoiceCore` over a voice pack (see engine/core.py for the protocol)."""
+    """`VoiceCore` over a voice pack (see engine/voice_core.py for the protocol)."""
+
+    main_network = "decoder"  # whose provider the UI reports
 
     def __init__(
         self,
@@ -69,8 +71,8 @@ class NeuralCore:
         self.n_mels = int(manifest.mel["n_mels"])
         self._pitch_factor = 2.0 ** (pitch / 12.0)
         self._speaker = np.array([speaker], dtype=np.int64)
-        self.provider = sessions["decoder"].provider
-        self.provider_note = sessions["decoder"].why_not_faster
+        self.provider = sessions[self.main_network].provider
+        self.provider_note = sessions[self.main_network].why_not_faster
         self.reset()
 
     # ------------------------------------------------------------------ protocol
@@ -95,13 +97,19 @@ class NeuralCore:
     @property
     def exact_lookahead_frames(self) -> int | None:
         """Lookahead (frames) from which streaming equals whole-file conversion; None if never."""
+        features = self.feature_lookahead_frames
+        return None if features is None else self.vocoder_rf[1] + self.decoder_rf[1] + features
+
+    @property
+    def feature_lookahead_frames(self) -> int | None:
+        """Frames of audio after a frame that its F0, loudness and content units need to be final
+        (equal to the whole-file values); None if they never are."""
         if self.content_rf is None or "pitch" in self.sessions:
             return None  # attention (ContentVec) or FCPE's global normalisation: never exact
         # Content frame j needs 16 kHz samples up to 320 (j + right) + 400, which lag by the resampler.
         content_right = int(np.ceil((self.content_rf[1] * self.content_hop + self.content_window + self._d16)
                                     * MODEL_RATE / CONTENT_RATE / HOP)) + 1
-        feature_right = max(f0_track.RIGHT_MARGIN, content_right, 1)
-        return self.vocoder_rf[1] + self.decoder_rf[1] + feature_right
+        return max(f0_track.RIGHT_MARGIN, content_right, 1)
 
     def set_pitch(self, semitones: float) -> None:
         self._pitch_factor = 2.0 ** (float(semitones) / 12.0)
@@ -143,12 +151,16 @@ class NeuralCore:
             self._reserve(2 * len(x24))
         self._audio.append(x24)
         self._audio16.append(self._resample16.process(x24))
-        target = self._audio.end // HOP - self.hold_frames
-        if target > self._done_frames:
-            self._synthesise(target)
+        self._advance()
         start = self._emitted - self.latency_24k
         self._emitted += len(x24)
         return self._out.read(start, self._emitted - self.latency_24k)
+
+    def _advance(self) -> None:
+        """Synthesise what the audio received so far allows."""
+        target = self._audio.end // HOP - self.hold_frames
+        if target > self._done_frames:
+            self._synthesise(target)
 
     def _reserve(self, samples: int) -> None:
         """Keep `samples` of 24 kHz history (and the same time span of every per-frame stream)."""

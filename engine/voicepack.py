@@ -22,9 +22,12 @@ from typing import Any
 
 FORMAT = "como-live-voicepack"
 MANIFEST_NAME = "voice.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+#: version 1: no stateful graphs; version 2 adds the optional `stateful` section (and its networks)
+SUPPORTED_VERSIONS = (1, 2)
 REQUIRED_NETWORKS = ("content", "decoder", "vocoder")
-OPTIONAL_NETWORKS = ("pitch",)
+STATEFUL_NETWORKS = ("decoder_stateful", "vocoder_stateful", "content_stateful")
+OPTIONAL_NETWORKS = ("pitch", *STATEFUL_NETWORKS)
 _MAX_MANIFEST_BYTES = 1 << 20
 _MAX_JSON_DEPTH = 32
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -37,7 +40,9 @@ LIMITS = {
     "sample_rate": (8000, 192000), "hop_length": (1, 4096),
     "n_mels": (1, 512), "content_width": (1, 4096), "content_hop": (1, 4096), "content_window": (1, 16384),
     "receptive_field": 4096,         # frames each side
-    "tensors": 16, "dims": 8, "dim": 1 << 20,
+    "states": 1024,                  # cached-convolution state tensors of one stateful graph
+    "tensors": 16 + 2 * 1024,        # a graph's inputs or outputs: its own + its states (and their `_out`)
+    "dims": 8, "dim": 1 << 20,
     "file_bytes": 4 << 30, "params": 10 ** 11,
 }
 
@@ -77,6 +82,34 @@ class NetworkSpec:
 
 
 @dataclass(frozen=True)
+class StateTensor:
+    """One state of a stateful graph: input `name`, output `name + '_out'`; `initial` is 'zeros'."""
+
+    name: str
+    shape: list[int]
+    dtype: str
+    initial: str = "zeros"
+
+
+@dataclass(frozen=True)
+class StatefulGraph:
+    """How to stream a stateful network (see exporters/stateful.py).
+
+    `streams`: the whole-sequence network it reproduces; `position`: its int64 [1] frame counter
+    input (output `position + '_out'`); `output`: the output it streams; `delay_samples` /
+    `delay_frames`: how late (24 kHz samples / mel frames) its output comes; `parity`: the export's
+    chunked-vs-whole check."""
+
+    streams: str
+    position: str
+    output: str
+    states: list[StateTensor]
+    delay_samples: int
+    delay_frames: float
+    parity: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class VoiceManifest:
     """Everything the engine needs to know about a voice, read from `voice.json`."""
 
@@ -90,6 +123,7 @@ class VoiceManifest:
     networks: dict[str, NetworkSpec]
     verification: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
+    stateful: dict[str, StatefulGraph] = field(default_factory=dict)  # keyed by network name
     format_version: int = MANIFEST_VERSION
     folder: str = ""
 
@@ -256,9 +290,10 @@ def _parse(data: Any, folder: Path) -> VoiceManifest:
     if data.get("format") != FORMAT:
         raise VoicePackError(f"{MANIFEST_NAME} is not a CoMo Live voice manifest (format {data.get('format')!r})")
     version = data.get("format_version")
-    if version != MANIFEST_VERSION:
+    if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
         raise VoicePackError(
-            f"voice pack format version {version!r} is not supported (this CoMo Live reads version {MANIFEST_VERSION}); "
+            f"voice pack format version {version!r} is not supported (this CoMo Live reads versions "
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))}); "
             "re-export the voice with this version's exporter"
         )
     networks_raw = _require(data, "networks", dict, MANIFEST_NAME)
@@ -306,6 +341,57 @@ def _parse(data: Any, folder: Path) -> VoiceManifest:
         networks={name: _network(name, net, folder) for name, net in networks_raw.items()},
         verification=dict(data.get("verification", {})),
         source=dict(data.get("source", {})),
+        stateful=_stateful_section(data, version, set(networks_raw)),
         format_version=version,
         folder=str(folder.resolve()),
     )
+
+
+def _stateful_section(data: dict[str, Any], version: int, networks: set[str]) -> dict[str, StatefulGraph]:
+    """The optional `stateful` section (version ≥ 2): one entry per stateful network of the pack."""
+    raw = data.get("stateful", {})
+    listed = networks & set(STATEFUL_NETWORKS)
+    if version < 2:
+        if raw or listed:
+            raise VoicePackError(f"voice pack format version {version} cannot have stateful networks")
+        return {}
+    if not isinstance(raw, dict):
+        raise VoicePackError(f"{MANIFEST_NAME}: field 'stateful' must be an object")
+    if set(raw) != listed:
+        raise VoicePackError(f"stateful section lists {sorted(raw)} but the networks are {sorted(listed)}")
+    out = {}
+    for name, entry in raw.items():
+        where = f"stateful.{name}"
+        if not isinstance(entry, dict):
+            raise VoicePackError(f"{where} must be an object")
+        streams = _require(entry, "streams", str, where)
+        if streams not in REQUIRED_NETWORKS:
+            raise VoicePackError(f"{where}: streams must name one of {', '.join(REQUIRED_NETWORKS)}")
+        states = []
+        items = _require(entry, "states", list, where)
+        if len(items) > LIMITS["states"]:
+            raise VoicePackError(f"{where}: more than {LIMITS['states']} state tensors")
+        for item in items:
+            if not isinstance(item, dict):
+                raise VoicePackError(f"{where}.states: each state must be an object")
+            state_name = _name(item.get("name"), f"{where}.states: a state's name")
+            shape = _require(item, "shape", list, f"{where}.{state_name}")
+            if len(shape) > LIMITS["dims"]:
+                raise VoicePackError(f"{where}.{state_name}: more than {LIMITS['dims']} dimensions")
+            for dim in shape:
+                _bounded_int(dim, 0, LIMITS["dim"], f"{where}.{state_name}: each dimension")
+            if item.get("initial", "zeros") != "zeros" or item.get("dtype") != "float32":
+                raise VoicePackError(f"{where}.{state_name}: only float32 states starting at zeros are supported")
+            states.append(StateTensor(state_name, list(shape), "float32", "zeros"))
+        delay_samples = _bounded_int(entry.get("delay_samples"), 0, LIMITS["receptive_field"] * LIMITS["hop_length"][1],
+                                     f"{where}.delay_samples")
+        delay_frames = _require(entry, "delay_frames", (int, float), where)
+        if not math.isfinite(delay_frames) or not 0 <= delay_frames <= LIMITS["receptive_field"]:
+            raise VoicePackError(f"{where}: delay_frames must be in 0..{LIMITS['receptive_field']}")
+        parity = entry.get("parity", {})
+        if not isinstance(parity, dict):
+            raise VoicePackError(f"{where}: parity must be an object")
+        out[name] = StatefulGraph(streams, _require(entry, "position", str, where),
+                                  _require(entry, "output", str, where), states, delay_samples, float(delay_frames),
+                                  dict(parity))
+    return out

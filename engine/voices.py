@@ -15,7 +15,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -27,9 +27,12 @@ from engine.voicepack import VoiceManifest, VoicePackError, load_manifest
 
 BUILTIN_DSP = "builtin:dsp"
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16)": "float16"}
-#: What `NeuralCore` feeds each network (decoder `speaker` only when the voice has several).
+#: What the cores feed each network (decoder `speaker` only when the voice has several; a stateful
+#: graph also takes its `position` and state tensors, which the manifest's `stateful` section names).
 ENGINE_INPUTS = {"content": ("audio",), "decoder": ("units", "f0", "volume", "noise"),
-                 "vocoder": ("mel", "f0", "phase", "noise"), "pitch": ("audio",)}
+                 "vocoder": ("mel", "f0", "phase", "noise"), "pitch": ("audio",),
+                 "content_stateful": ("audio",), "decoder_stateful": ("units", "f0", "volume", "noise"),
+                 "vocoder_stateful": ("mel", "f0", "noise")}
 MAX_HARMONICS = 256
 
 
@@ -83,10 +86,13 @@ def frames(ms: float) -> int:
     return int(math.ceil(ms * MODEL_RATE / 1000.0 / HOP - 1e-9))
 
 
-def open_sessions(manifest: VoiceManifest, prefer: Sequence[str], threads: int = 1) -> dict[str, RuntimeSession]:
-    """One validated session per network of the pack."""
+def open_sessions(manifest: VoiceManifest, prefer: Sequence[str], threads: int = 1,
+                  names: Sequence[str] | None = None) -> dict[str, RuntimeSession]:
+    """One validated session per network of the pack (or per network in `names`)."""
     sessions = {}
     for name, spec in manifest.networks.items():
+        if names is not None and name not in names:
+            continue
         path = manifest.path(name)
         model = _verified_bytes(path, spec.sha256, spec.size)
         try:
@@ -102,7 +108,7 @@ def open_sessions(manifest: VoiceManifest, prefer: Sequence[str], threads: int =
         _check_io(spec.file, "input", spec.inputs, session.session.get_inputs())
         _check_io(spec.file, "output", spec.outputs, session.session.get_outputs())
         sessions[name] = session
-    _check_engine_inputs(manifest)
+    _check_engine_inputs(manifest, sessions)
     return sessions
 
 
@@ -124,21 +130,46 @@ def _verified_bytes(path: Path, sha256: str, size: int) -> bytes:
     return data
 
 
-def _check_engine_inputs(manifest: VoiceManifest) -> None:
-    """Every network takes what the engine will feed it (names; the vocoder's harmonic count).
+def _check_engine_inputs(manifest: VoiceManifest, opened: Iterable[str]) -> None:
+    """Every opened network takes what the engine will feed it (names; the vocoder's harmonic count).
 
     Called once the manifest's tensors are known to match the graphs'."""
+    opened = set(opened)
     for name, spec in manifest.networks.items():
+        if name not in opened:
+            continue
         have = [t.name for t in spec.inputs]
         missing = [n for n in ENGINE_INPUTS[name] if n not in have]
         if missing:
             raise VoicePackError(f"{spec.file} lacks the input(s) {', '.join(missing)} the engine feeds a {name} "
                                  f"network (it has {', '.join(have)})")
+    if "vocoder" not in opened:
+        return
     phase = next(t for t in manifest.networks["vocoder"].inputs if t.name == "phase")
     harmonics = phase.shape[-1] if phase.shape else None
     if not isinstance(harmonics, int) or not 1 <= harmonics <= MAX_HARMONICS:
         raise VoicePackError(f"{manifest.networks['vocoder'].file} input 'phase' must end in a fixed number of "
                              f"harmonics (1..{MAX_HARMONICS}), the manifest says {phase.shape}")
+
+
+def open_neural_core(manifest: VoiceManifest, settings: Settings, prefer: Sequence[str] = ("cpu",),
+                     threads: int = 1, stateful: bool | None = None) -> VoiceCore:
+    """The stateful core when the pack has stateful graphs (or `stateful` says so), else the
+    windowed `NeuralCore`; each opens only the sessions it runs."""
+    from engine.neural_core import NeuralCore
+    from engine.stateful_core import StatefulCore
+
+    if stateful is None:
+        stateful = bool(manifest.stateful)
+    if stateful:
+        sessions = open_sessions(manifest, prefer, threads,
+                                 names=("content", "pitch", "decoder_stateful", "vocoder_stateful"))
+        return StatefulCore(manifest, sessions, lookahead_frames=frames(settings.lookahead_ms),
+                            context_ms=settings.context_ms, pitch=settings.pitch, speaker=settings.speaker)
+    sessions = open_sessions(manifest, prefer, threads, names=("content", "pitch", "decoder", "vocoder"))
+    return NeuralCore(manifest, sessions, lookahead_frames=frames(settings.lookahead_ms),
+                      crossfade_frames=frames(settings.crossfade_ms), context_ms=settings.context_ms,
+                      pitch=settings.pitch, speaker=settings.speaker)
 
 
 def _check_io(file: str, kind: str, expected, actual) -> None:
@@ -169,17 +200,12 @@ def load_voice(spec: str, settings: Settings, prefer: Sequence[str] = ("tensorrt
         core = DspCore(speaker=settings.speaker)
         core.set_pitch(settings.pitch)
         return core
-    from engine.neural_core import NeuralCore
-
     manifest = load_manifest(spec, verify_hashes=False)   # open_sessions hashes the bytes it loads
     if settings.speaker not in manifest.speakers.values():
         raise VoicePackError(f"speaker {settings.speaker} does not exist in voice {manifest.name!r} "
                              f"(it has {', '.join(f'{k}={v}' for k, v in manifest.speakers.items())})")
-    sessions = open_sessions(manifest, prefer, threads)
     try:
-        core = NeuralCore(manifest, sessions, lookahead_frames=frames(settings.lookahead_ms),
-                          crossfade_frames=frames(settings.crossfade_ms), context_ms=settings.context_ms,
-                          pitch=settings.pitch, speaker=settings.speaker)
+        core = open_neural_core(manifest, settings, prefer, threads)
         smoke_run(core, settings, max(manifest.speakers.values()))
     except VoicePackError:
         raise

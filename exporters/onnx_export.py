@@ -27,6 +27,7 @@ from tqdm import tqdm
 from engine.safe_write import describe_failure, discard, fsync_tree, temp_beside
 from engine.voicepack import (
     NetworkSpec,
+    StatefulGraph,
     TensorSpec,
     VoiceManifest,
     VoicePackError,
@@ -148,8 +149,10 @@ def export_pack(
     fp16: bool = False,
     opset: int = DEFAULT_OPSET,
     quiet: bool = False,
+    stateful: bool = True,
 ) -> tuple[Path, VoiceManifest, dict[str, parity.ParityResult]]:
-    """Export a voice pack; returns (folder, manifest, parity results)."""
+    """Export a voice pack; returns (folder, manifest, parity results). With `stateful`, the decoder
+    and vocoder are also exported as stateful graphs (exporters/stateful.py) for the stateful engine."""
     from models.checkpoints import CheckpointError
     from models.comosvc import load_official
     from models.content import load_content_encoder
@@ -158,7 +161,8 @@ def export_pack(
     ckpt = Path(ckpt)
     out = Path(out) if out else ckpt.parent / "voicepack"
     check_out_folder(out, _inputs(ckpt, config, vocoder, content))
-    steps = ["load", "decoder", "vocoder", "content"] + (["pitch"] if pitch == "fcpe" else []) + ["manifest"]
+    steps = (["load", "decoder", "vocoder", "content"] + (["pitch"] if pitch == "fcpe" else [])
+             + (["stateful"] if stateful else []) + ["manifest"])
     bar = tqdm(total=len(steps), desc="export", unit="step", disable=quiet, file=sys.stderr)
     try:
         loaded = load_official(ckpt, config)
@@ -199,6 +203,8 @@ def export_pack(
             results[spec.name] = parity.check(spec, path, precision)
             networks[spec.name] = _network_spec(path, spec, precision)
             bar.update()
+        stateful_info = _export_stateful(staging, loaded.model, voc, enc, graphs, networks, results, opset,
+                                         fp16, bar) if stateful else {}
         f0 = {"method": pitch, "min": 50.0, "max": 1100.0}
         if pitch == "fcpe":
             from exporters.fcpe import check_fcpe_parity, export_fcpe
@@ -230,6 +236,7 @@ def export_pack(
             f0=f0,
             networks=networks,
             verification={name: r.as_json() if hasattr(r, "as_json") else r for name, r in results.items()},
+            stateful=stateful_info,
             source={"checkpoint": ckpt.name, "kind": loaded.kind, "global_step": loaded.global_step,
                     "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "opset": opset},
         )
@@ -242,6 +249,28 @@ def export_pack(
     finally:
         bar.close()
     return out, manifest, results
+
+
+def _export_stateful(staging: Path, model, vocoder, encoder, graphs: list[GraphSpec],
+                     networks: dict[str, NetworkSpec], results: dict, opset: int, fp16: bool,
+                     bar) -> dict[str, StatefulGraph]:
+    """Export and check the stateful graphs beside their whole-sequence graphs (same precision)."""
+    from exporters import stateful
+
+    by_name = {g.name: g for g in graphs}
+    info = {}
+    for spec in stateful.stateful_graphs(model, vocoder, by_name["decoder"], by_name["vocoder"], encoder,
+                                         by_name["content"]):
+        precision = networks[spec.streams.name].precision
+        path = staging / f"{spec.name}.onnx"
+        bar.set_description(f"export {spec.name}")
+        spec.export(path, opset, fp16=precision == "fp16")
+        onnx.checker.check_model(str(path))
+        results[spec.name] = stateful.check(spec, path, staging / networks[spec.streams.name].file, precision)
+        networks[spec.name] = _network_spec(path, spec, precision)
+        info[spec.name] = spec.manifest_entry(vocoder.hop_size, results[spec.name])
+    bar.update()
+    return info
 
 
 def summary(folder: Path, manifest: VoiceManifest, results: dict) -> str:
@@ -272,10 +301,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fp16", action="store_true", help="half precision decoder and content encoder")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--no-stateful", action="store_true",
+                        help="skip the stateful decoder/vocoder graphs (the engine then uses its windowed path)")
     args = parser.parse_args(argv)
     try:
         folder, manifest, results = export_pack(args.ckpt, args.config, args.vocoder, args.content, args.pitch,
-                                                args.name, args.out, args.fp16, args.opset, args.quiet)
+                                                args.name, args.out, args.fp16, args.opset, args.quiet,
+                                                stateful=not args.no_stateful)
     except (ExportError, parity.ParityError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -17,8 +17,9 @@ import torch
 from models.audio import N_MELS, denormalize_mel
 from models.checkpoints import CheckpointError, load_yaml, safe_load
 from models.conditioner import Conditioner
-from models.edm import EDMDecoder, consistency_sample, teacher_sample
-from models.wavenet import WaveNet
+from models.edm import SIGMA_MAX, EDMDecoder, c_in, c_noise, c_out, c_skip, consistency_sample, teacher_sample
+from models.streaming import DelayLine, StreamContext, collect_states
+from models.wavenet import StreamingWaveNet, WaveNet
 
 #: checkpoint key prefixes that are not needed for inference (dropped, counted in `LoadedModel.ignored`)
 IGNORED_PREFIXES: tuple[str, ...] = ("decoder.pe.", "decoder.denoise_fn_ema.", "decoder.denoise_fn_pretrained.")
@@ -33,10 +34,12 @@ class CoMoSVC(Conditioner):
     """Conditioner (top-level embeddings, inherited) + `decoder` (EDM preconditioned WaveNet)."""
 
     def __init__(self, units_dim: int = 768, n_spk: int = 1, n_layers: int = 20, n_chans: int = 512,
-                 n_hidden: int = 256, n_mels: int = N_MELS, use_pitch_aug: bool = True) -> None:
+                 n_hidden: int = 256, n_mels: int = N_MELS, use_pitch_aug: bool = True,
+                 right_context: int | None = None) -> None:
         super().__init__(units_dim=units_dim, n_hidden=n_hidden, n_spk=n_spk, use_pitch_aug=use_pitch_aug)
         self.n_mels = n_mels
-        self.decoder = EDMDecoder(WaveNet(in_dims=n_mels, n_layers=n_layers, n_chans=n_chans, n_hidden=n_hidden))
+        self.decoder = EDMDecoder(WaveNet(in_dims=n_mels, n_layers=n_layers, n_chans=n_chans, n_hidden=n_hidden,
+                                          right_context=right_context))
 
     def infer_mel(self, units: torch.Tensor, f0: torch.Tensor, volume: torch.Tensor,
                   speaker: torch.Tensor | None, noise: torch.Tensor, steps: int = 1,
@@ -86,6 +89,36 @@ class OneStepDecoder(torch.nn.Module):
         return self.model.infer_mel(units, f0, volume, speaker, noise, steps=1, teacher=False)
 
 
+class StatefulDecoder(torch.nn.Module):
+    """`OneStepDecoder` on chunks of new frames with cached state (exported as decoder_stateful.onnx).
+
+    forward(units [1,n,C], f0 [1,n], volume [1,n], speaker [1], noise [1,n,80], position [1] int64,
+            *states) -> (mel [1,n,80], position + n, *new states)
+    The mel of a call is that of frames position − delay … position + n − delay − 1 (frames before 0
+    are meaningless and dropped by the caller); the noise of a frame must be the one the whole-sequence
+    decoder would get at that frame. States: `state_specs` (float32 [1, *shape], zeros at the start).
+    """
+
+    def __init__(self, model: CoMoSVC) -> None:
+        super().__init__()
+        self.model = model
+        self.wavenet = StreamingWaveNet(model.decoder.denoise_fn)
+        self.delay = self.wavenet.delay
+        self.noise_delay = DelayLine(model.n_mels, self.delay, "decoder_noise")  # c_skip·x path
+        self.state_specs = collect_states(self)
+
+    def forward(self, units: torch.Tensor, f0: torch.Tensor, volume: torch.Tensor, speaker: torch.Tensor,
+                noise: torch.Tensor, position: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ctx = StreamContext(position, {spec.name: s for spec, s in zip(self.state_specs, states)})
+        cond = self.model.condition(units, f0, volume, speaker)
+        sigma = torch.full((1,), SIGMA_MAX, dtype=noise.dtype)
+        x = noise * SIGMA_MAX
+        f = self.wavenet(c_in(sigma) * x, c_noise(sigma), cond, ctx)
+        x = self.noise_delay(x.transpose(1, 2), ctx).transpose(1, 2)
+        mel = denormalize_mel(c_skip(sigma) * x + c_out(sigma) * f)
+        return (mel, position + units.shape[1], *ctx.outputs(self.state_specs))
+
+
 # --------------------------------------------------------------------------------------------------
 # Official checkpoints
 # --------------------------------------------------------------------------------------------------
@@ -102,13 +135,14 @@ class LoadedModel:
 
 #: Upper bounds of the config's sizes: far above any CoMoSVC (official: 768 / 20 / 512 / 256), far
 #: below what would exhaust memory before the checkpoint's tensors could disagree.
-CONFIG_LIMITS = {"encoder_out_channels": 4096, "n_spk": 65536, "n_layers": 256, "n_chans": 8192, "n_hidden": 8192}
+CONFIG_LIMITS = {"encoder_out_channels": 4096, "n_spk": 65536, "n_layers": 256, "n_chans": 8192, "n_hidden": 8192,
+                 "right_context": 4096}
 #: Parameters of the three WaveNets a student file builds (official: ≈1.4e8), checked before allocating.
 MAX_DENOISER_PARAMS = 1.5e9
 
 
-def _config_int(config: dict, section: str, key: str, default: int | None = None) -> int:
-    """`config[section][key]` as an integer in 1..CONFIG_LIMITS[key] (a whole float like 512.0 counts)."""
+def _config_int(config: dict, section: str, key: str, default: int | None = None, low: int = 1) -> int:
+    """`config[section][key]` as an integer in low..CONFIG_LIMITS[key] (a whole float like 512.0 counts)."""
     block = config.get(section) or {}
     if not isinstance(block, dict):
         raise CheckpointError(f"config.yaml {section} must be a mapping, got {type(block).__name__}")
@@ -119,8 +153,8 @@ def _config_int(config: dict, section: str, key: str, default: int | None = None
     if isinstance(value, bool) or not whole:
         raise CheckpointError(f"config.yaml {section}.{key} must be an integer, got {value!r}")
     limit = CONFIG_LIMITS[key]
-    if not 1 <= value <= limit:
-        raise CheckpointError(f"config.yaml {section}.{key} = {value!r} is outside 1..{limit}")
+    if not low <= value <= limit:
+        raise CheckpointError(f"config.yaml {section}.{key} = {value!r} is outside {low}..{limit}")
     return int(value)
 
 
@@ -155,6 +189,9 @@ def model_from_config(config: dict, use_pitch_aug: bool | None = None) -> CoMoSV
         n_chans=n_chans,
         n_hidden=n_hidden,
         use_pitch_aug=use_pitch_aug,
+        # not in official configs: our causal / bounded-lookahead models (models/wavenet.py)
+        right_context=(None if (config.get("model") or {}).get("right_context") is None
+                       else _config_int(config, "model", "right_context", low=0)),
     )
 
 

@@ -18,6 +18,12 @@ interpolation, random phase added per frame for k ≥ 2), which is the same sin(
 up to the initial phase, so one source serves both layouts.
 
 Every hyper-parameter comes from the config and is checked against the checkpoint's tensor shapes.
+
+`right_context` (frames; an optional config key, absent from official configs = the symmetric
+network) bounds the lookahead: conv_pre looks min(right_context, 3) frames ahead and every later
+layer is causal (residual and post convolutions padded on the left only, transposed convolutions
+cropped on the right only, the source convolutions aligned on their stride). Only padding changes,
+not the weights. `StatefulVocoder` runs either kind on chunks with cached state.
 """
 from __future__ import annotations
 
@@ -37,6 +43,19 @@ from torch import nn
 
 from models.checkpoints import CheckpointError, safe_load
 from models.nsf_source import HarmonicSource
+from models.streaming import (
+    CachedConv1d,
+    CachedConvTranspose1d,
+    DelayLine,
+    StateSpec,
+    Stream,
+    StreamContext,
+    align,
+    collect_states,
+    crop_conv_transpose1d,
+    pad_conv1d,
+    split_right,
+)
 
 LAYOUTS = ("m4singer", "openvpi")
 HARMONIC_NUM = 8                      # fixed in both official generators
@@ -84,6 +103,7 @@ class VocoderConfig:
     resblock_kernel_sizes: tuple[int, ...]
     resblock_dilation_sizes: tuple[tuple[int, ...], ...]
     source: str = "<config>"  # where it was read from, for error messages
+    right_context: int | None = None  # frames of lookahead; None = the official symmetric network
 
     @classmethod
     def from_dict(cls, layout: str, raw: Mapping[str, Any], source: str = "<config>") -> VocoderConfig:
@@ -117,6 +137,7 @@ class VocoderConfig:
                 resblock_dilation_sizes=tuple(tuple(int(d) for d in ds)
                                               for ds in get("resblock_dilation_sizes")),
                 source=source,
+                right_context=None if raw.get("right_context") is None else int(raw["right_context"]),
             )
         except (TypeError, ValueError) as exc:
             raise VocoderConfigError(f"{source}: malformed vocoder setting ({exc})") from exc
@@ -132,6 +153,8 @@ class VocoderConfig:
                 list(value) if isinstance(value, tuple) else value)
         if self.layout == "m4singer":
             out["use_pitch_embed"] = True
+        if self.right_context is not None:
+            out["right_context"] = self.right_context
         return out
 
     @property
@@ -159,6 +182,8 @@ class VocoderConfig:
     def validate(self) -> None:
         """Raise VocoderConfigError for settings the official generator cannot run with."""
         src, rates, kernels = self.source, self.upsample_rates, self.upsample_kernel_sizes
+        if self.right_context is not None and self.right_context < 0:
+            raise VocoderConfigError(f"{src}: right_context must be >= 0 frames, got {self.right_context}")
         if self.resblock not in ("1", "2"):
             raise VocoderConfigError(f"{src}: resblock must be '1' or '2', got {self.resblock!r}")
         if not rates or len(rates) != len(kernels):
@@ -203,10 +228,18 @@ def _same_padding(kernel_size: int, dilation: int = 1) -> int:
     return dilation * (kernel_size - 1) // 2
 
 
-class ResBlock1(nn.Module):
-    """Three (LReLU → dilated conv → LReLU → conv) residual units; [B, C, L] -> [B, C, L]."""
+def _pads(conv: nn.Conv1d, causal: bool) -> tuple[int, int]:
+    """(left, right) zero padding of a stride-1 conv: symmetric ('same'), or all on the left."""
+    total = conv.dilation[0] * (conv.kernel_size[0] - 1)
+    return split_right(total, 0) if causal else (total // 2, total // 2)
 
-    def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...]) -> None:
+
+class ResBlock1(nn.Module):
+    """Three (LReLU → dilated conv → LReLU → conv) residual units; [B, C, L] -> [B, C, L].
+
+    `units` lists, per unit, its convolutions with their (left, right) padding."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...], causal: bool = False) -> None:
         super().__init__()
         self.convs1 = nn.ModuleList(
             nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=_same_padding(kernel_size, d))
@@ -214,28 +247,31 @@ class ResBlock1(nn.Module):
         self.convs2 = nn.ModuleList(
             nn.Conv1d(channels, channels, kernel_size, padding=_same_padding(kernel_size))
             for _ in dilations)
-        self.radius = sum(_same_padding(kernel_size, d) + _same_padding(kernel_size) for d in dilations)
+        self.units = [[(c, _pads(c, causal)) for c in pair] for pair in zip(self.convs1, self.convs2)]
+
+    @property
+    def radius(self) -> tuple[int, int]:
+        """(left, right) samples of context."""
+        return (sum(p[0] for unit in self.units for _, p in unit), sum(p[1] for unit in self.units for _, p in unit))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for c1, c2 in zip(self.convs1, self.convs2):
-            x = x + c2(F.leaky_relu(c1(F.leaky_relu(x, LRELU_SLOPE)), LRELU_SLOPE))
+        for unit in self.units:
+            y = x
+            for conv, pads in unit:
+                y = pad_conv1d(conv, F.leaky_relu(y, LRELU_SLOPE), pads)
+            x = x + y
         return x
 
 
-class ResBlock2(nn.Module):
+class ResBlock2(ResBlock1):
     """Two (LReLU → dilated conv) residual units; [B, C, L] -> [B, C, L]."""
 
-    def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...]) -> None:
-        super().__init__()
+    def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...], causal: bool = False) -> None:
+        nn.Module.__init__(self)
         self.convs = nn.ModuleList(
             nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=_same_padding(kernel_size, d))
             for d in dilations)
-        self.radius = sum(_same_padding(kernel_size, d) for d in dilations)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for conv in self.convs:
-            x = x + conv(F.leaky_relu(x, LRELU_SLOPE))
-        return x
+        self.units = [[(c, _pads(c, causal))] for c in self.convs]
 
 
 def _is_weight_normed(key: str) -> bool:
@@ -301,22 +337,31 @@ class NSFHiFiGAN(nn.Module):
 
         self.m_source = HarmonicSource(config.sample_rate, config.hop_size, harmonic_num=HARMONIC_NUM)
         c0 = config.upsample_initial_channel
+        causal = config.right_context is not None
         self.conv_pre = nn.Conv1d(config.mel_in, c0, 7, padding=3)
+        self.pre_pads = split_right(6, config.right_context) if causal else (3, 3)
         self.ups = nn.ModuleList()
+        self.up_crops: list[tuple[int, int]] = []
         self.noise_convs = nn.ModuleList()
+        self.noise_pads: list[tuple[int, int]] = []
         self.resblocks = nn.ModuleList()
         block = ResBlock1 if config.resblock == "1" else ResBlock2
         for i, (u, k) in enumerate(zip(config.upsample_rates, config.upsample_kernel_sizes)):
             ch = config.stage_channels(i)
             self.ups.append(nn.ConvTranspose1d(2 * ch, ch, k, u, padding=(k - u) // 2))
+            self.up_crops.append(split_right(k - u, k - u) if causal else ((k - u) // 2, (k - u) // 2))
             s = config.source_stride(i)
             if i + 1 < len(config.upsample_rates):
                 self.noise_convs.append(nn.Conv1d(1, ch, 2 * s, stride=s, padding=s // 2))
+                # causal: output m sees excitation [m·s − s, m·s + s), i.e. no later frame
+                self.noise_pads.append((s, 0) if causal else (s // 2, s // 2))
             else:
                 self.noise_convs.append(nn.Conv1d(1, ch, 1))
+                self.noise_pads.append((0, 0))
             for j, rk in enumerate(config.resblock_kernel_sizes):
-                self.resblocks.append(block(ch, rk, config.dilations(j)))
+                self.resblocks.append(block(ch, rk, config.dilations(j), causal))
         self.conv_post = nn.Conv1d(config.stage_channels(len(config.upsample_rates) - 1), 1, 7, padding=3)
+        self.post_pads = split_right(6, 0) if causal else (3, 3)
 
     # ------------------------------------------------------------------ inference
     def forward(self, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor | None = None,
@@ -336,20 +381,24 @@ class NSFHiFiGAN(nn.Module):
         x = mel.transpose(1, 2)
         if self.mel_scale != 1.0:
             x = x * self.mel_scale
-        x = self.conv_pre(x)
+        x = pad_conv1d(self.conv_pre, x, self.pre_pads)
         k = self.config.n_resblocks
         for i, (up, noise_conv) in enumerate(zip(self.ups, self.noise_convs)):
-            x = up(F.leaky_relu(x, LRELU_SLOPE))
-            src = noise_conv(excitation)
-            if self.norm_source:
-                src = F.layer_norm(F.relu(src).transpose(1, 2), (noise_conv.out_channels,)).transpose(1, 2)
-            x = x + src
+            x = crop_conv_transpose1d(up, F.leaky_relu(x, LRELU_SLOPE), self.up_crops[i])
+            x = x + self.source_features(i, pad_conv1d(noise_conv, excitation, self.noise_pads[i]))
             out = self.resblocks[i * k](x)
             for block in self.resblocks[i * k + 1:(i + 1) * k]:
                 out = out + block(x)
             x = out / k
-        x = self.conv_post(F.leaky_relu(x, FINAL_LRELU_SLOPE))
+        x = pad_conv1d(self.conv_post, F.leaky_relu(x, FINAL_LRELU_SLOPE), self.post_pads)
         return torch.tanh(x)[:, 0], phase_out
+
+    def source_features(self, stage: int, src: torch.Tensor) -> torch.Tensor:
+        """The source branch after noise_convs[stage] [B, C, L]: ReLU + LayerNorm over channels (m4singer)."""
+        if self.norm_source:
+            channels = self.noise_convs[stage].out_channels
+            src = F.layer_norm(F.relu(src).transpose(1, 2), (channels,)).transpose(1, 2)
+        return src
 
     def _check_inputs(self, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor,
                       noise: torch.Tensor) -> None:
@@ -379,21 +428,23 @@ class NSFHiFiGAN(nn.Module):
         whole-signal output on its middle frames."""
         c = self.config
         hop = c.hop_size
-        lo, hi = -3, hop - 1 + 3                      # output samples of frame 0, through conv_post
+        lo, hi = -self.post_pads[0], hop - 1 + self.post_pads[1]  # output samples of frame 0, through conv_post
         f0_lo, f0_hi = 0, 0
         for i in reversed(range(len(c.upsample_rates))):
-            radius = max(block.radius for block in self.resblocks[i * c.n_resblocks:(i + 1) * c.n_resblocks])
-            lo, hi = lo - radius, hi + radius         # indices of stage i's output that are needed
+            blocks = self.resblocks[i * c.n_resblocks:(i + 1) * c.n_resblocks]
+            lo = lo - max(block.radius[0] for block in blocks)  # indices of stage i's output that are needed
+            hi = hi + max(block.radius[1] for block in blocks)
             s = c.source_stride(i)
-            if i + 1 < len(c.upsample_rates):         # noise_convs: kernel 2s, stride s, padding s/2
-                a, b = lo * s - s // 2, hi * s - s // 2 + 2 * s - 1
+            if i + 1 < len(c.upsample_rates):         # noise_convs: kernel 2s, stride s
+                pad = self.noise_pads[i][0]
+                a, b = lo * s - pad, hi * s - pad + 2 * s - 1
             else:                                     # last stage: kernel 1
                 a, b = lo, hi
             f0_lo, f0_hi = min(f0_lo, a // hop), max(f0_hi, b // hop)
             u, k = c.upsample_rates[i], c.upsample_kernel_sizes[i]
-            p = (k - u) // 2                          # y[n] = Σ x[m] w[n + p - m·u], 0 ≤ n + p - m·u < k
+            p = self.up_crops[i][0]                   # y[n] = Σ x[m] w[n + p - m·u], 0 ≤ n + p - m·u < k
             lo, hi = -((-(lo + p - k + 1)) // u), (hi + p) // u
-        lo, hi = lo - 3, hi + 3                       # conv_pre
+        lo, hi = lo - self.pre_pads[0], hi + self.pre_pads[1]  # conv_pre
         return -min(lo, f0_lo), max(hi, f0_hi)
 
     def check_audio(self, sample_rate: int = MODEL_AUDIO[0], hop: int = MODEL_AUDIO[1],
@@ -575,5 +626,94 @@ class StreamingVocoder(nn.Module):
         return self.vocoder.forward_stream(mel, f0, phase, noise)
 
 
-__all__ = ["LAYOUTS", "MODEL_AUDIO", "NSFHiFiGAN", "StreamingVocoder", "VocoderConfig", "VocoderConfigError",
-           "check_config_audio", "detect_layout", "fold_weight_norm", "load_vocoder", "to_checkpoint_state"]
+class _StreamingResBlock(nn.Module):
+    """A `ResBlock1`/`ResBlock2` on chunks: each unit's convolutions cached, its residual delayed."""
+
+    def __init__(self, block: ResBlock1, stream: Stream, name: str) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList()
+        self.residuals = nn.ModuleList()
+        for u, unit in enumerate(block.units):
+            chain = nn.ModuleList()
+            start = stream
+            for c, (conv, pads) in enumerate(unit):
+                chain.append(CachedConv1d(conv, pads, stream, f"{name}_unit{u}_conv{c}"))
+                stream = chain[-1].stream_out
+            self.convs.append(chain)
+            self.residuals.append(DelayLine(unit[0][0].in_channels, stream.delay - start.delay, f"{name}_unit{u}_res"))
+        self.stream_out = stream
+
+    def forward(self, x: torch.Tensor, ctx: StreamContext) -> torch.Tensor:
+        for chain, residual in zip(self.convs, self.residuals):
+            y = x
+            for conv in chain:
+                y = conv(F.leaky_relu(y, LRELU_SLOPE), ctx)
+            x = residual(x, ctx) + y
+        return x
+
+
+class StatefulVocoder(nn.Module):
+    """`NSFHiFiGAN` on chunks of new frames with cached state (exported as vocoder_stateful.onnx).
+
+    forward(mel [1,n,80], f0 [1,n], noise [1,n·hop,H+1], position [1] int64, *states)
+      -> (audio [1, n·hop], position + n, *new states)
+    The audio of a call is the whole-sequence output (phase 0 at frame 0) at samples
+    hop·position − delay …; `delay` is the intrinsic delay in samples. The harmonic phase is the state
+    `vocoder_phase`, so the sines continue exactly; the source noise of a sample must be the one the
+    whole-sequence vocoder would get there."""
+
+    def __init__(self, vocoder: NSFHiFiGAN) -> None:
+        super().__init__()
+        v, c = vocoder, vocoder.config
+        self.vocoder = v
+        self.pre = CachedConv1d(v.conv_pre, v.pre_pads, Stream(1, 0), "vocoder_pre")
+        stream, excitation = self.pre.stream_out, Stream(c.hop_size, 0)
+        self.ups, self.sources, self.up_align, self.source_align = (nn.ModuleList() for _ in range(4))
+        self.blocks, self.block_align = nn.ModuleList(), nn.ModuleList()
+        for i in range(len(c.upsample_rates)):
+            ch = c.stage_channels(i)
+            up = CachedConvTranspose1d(v.ups[i], v.up_crops[i], stream, f"vocoder_up{i}")
+            source = CachedConv1d(v.noise_convs[i], v.noise_pads[i], excitation, f"vocoder_source{i}")
+            delay = align([up.stream_out, source.stream_out])
+            self.ups.append(up)
+            self.sources.append(source)
+            self.up_align.append(DelayLine(ch, delay - up.stream_out.delay, f"vocoder_up{i}_align"))
+            self.source_align.append(DelayLine(ch, delay - source.stream_out.delay, f"vocoder_source{i}_align"))
+            stream = Stream(up.stream_out.rate, delay)
+            blocks = nn.ModuleList(_StreamingResBlock(b, stream, f"vocoder_stage{i}_block{j}")
+                                   for j, b in enumerate(v.resblocks[i * c.n_resblocks:(i + 1) * c.n_resblocks]))
+            delay = align([b.stream_out for b in blocks])
+            self.blocks.append(blocks)
+            self.block_align.append(nn.ModuleList(
+                DelayLine(ch, delay - b.stream_out.delay, f"vocoder_stage{i}_block{j}_align")
+                for j, b in enumerate(blocks)))
+            stream = Stream(stream.rate, delay)
+        self.post = CachedConv1d(v.conv_post, v.post_pads, stream, "vocoder_post")
+        self.delay = self.post.stream_out.delay
+        self.state_specs = [StateSpec("vocoder_phase", (v.n_harmonics,)), *collect_states(self)]
+
+    def forward(self, mel: torch.Tensor, f0: torch.Tensor, noise: torch.Tensor, position: torch.Tensor,
+                *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        v = self.vocoder
+        ctx = StreamContext(position, {spec.name: s for spec, s in zip(self.state_specs, states)})
+        excitation, phase = v.m_source(f0, ctx.take("vocoder_phase"), noise)
+        ctx.put("vocoder_phase", phase)
+        x = mel.transpose(1, 2)
+        if v.mel_scale != 1.0:
+            x = x * v.mel_scale
+        x = self.pre(x, ctx)
+        for i, up in enumerate(self.ups):
+            x = up(F.leaky_relu(x, LRELU_SLOPE), ctx)
+            src = v.source_features(i, self.sources[i](excitation, ctx))
+            x = self.up_align[i](x, ctx) + self.source_align[i](src, ctx)
+            out = None
+            for block, late in zip(self.blocks[i], self.block_align[i]):
+                y = late(block(x, ctx), ctx)
+                out = y if out is None else out + y
+            x = out / len(self.blocks[i])
+        x = self.post(F.leaky_relu(x, FINAL_LRELU_SLOPE), ctx)
+        return (torch.tanh(x)[:, 0], position + mel.shape[1], *ctx.outputs(self.state_specs))
+
+
+__all__ = ["LAYOUTS", "MODEL_AUDIO", "NSFHiFiGAN", "StatefulVocoder", "StreamingVocoder", "VocoderConfig",
+           "VocoderConfigError", "check_config_audio", "detect_layout", "fold_weight_norm", "load_vocoder", "to_checkpoint_state"]

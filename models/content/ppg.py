@@ -14,6 +14,10 @@ adds (k - 1) / 2 * d frames of context on both sides. A window of audio starting
 320 (j0 - L) and long enough for frame j1 + R therefore gives frames j0..j1 exactly as on the whole
 file (frames nearer the window edges see the zero padding and are discarded by the caller).
 BatchNorm must be in eval mode for this (batch statistics are not position-local).
+
+`right_context` (content frames; None = symmetric 'same' padding) bounds the lookahead: blocks pad
+on the left only once the budget is spent, earlier blocks keep (up to) their symmetric right half.
+`StatefulPPG` runs the encoder on chunks of new audio with cached state (models/streaming.py).
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from torch import nn
 
 from models.checkpoints import CheckpointError, safe_load
 from models.content.base import ContentEncoder
+from models.streaming import CachedConv1d, DelayLine, Stream, StreamContext, collect_states, pad_conv1d
 
 N_FFT = 512  # the 400-sample window is zero-padded to 512 points
 
@@ -46,6 +51,7 @@ class PPGConfig:
     fmin: float = 0.0
     fmax: float = 8000.0
     posteriors: bool = True  # log_softmax over the width (log phone posteriors); False = bottleneck
+    right_context: int | None = None  # content frames of lookahead; None = symmetric padding
 
     def __post_init__(self) -> None:
         if len(self.kernels) != len(self.dilations):
@@ -54,6 +60,8 @@ class PPGConfig:
             raise ValueError(f"kernels must be odd for symmetric 'same' padding, got {self.kernels}")
         if any(d < 1 for d in self.dilations):
             raise ValueError(f"dilations must be >= 1, got {self.dilations}")
+        if self.right_context is not None and self.right_context < 0:
+            raise ValueError(f"right_context must be >= 0, got {self.right_context}")
         if self.width < 1 or self.channels < 1 or self.n_mels < 1:
             raise ValueError(f"width, channels and n_mels must be positive: {self}")
 
@@ -88,7 +96,10 @@ class LogMelFrontEnd(nn.Module):
         self.hop = hop
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        spec = F.conv1d(audio.unsqueeze(1), self.dft, stride=self.hop)  # [B, 2F, T]
+        return self.log_mel(F.conv1d(audio.unsqueeze(1), self.dft, stride=self.hop))
+
+    def log_mel(self, spec: torch.Tensor) -> torch.Tensor:
+        """DFT frames [B, 2F, T] (real parts, then imaginary) -> log-mel [B, n_mels, T]."""
         re, im = spec.chunk(2, dim=1)
         power = re * re + im * im
         return torch.log(torch.matmul(self.mel, power) + 1e-6)
@@ -97,13 +108,16 @@ class LogMelFrontEnd(nn.Module):
 class ResBlock(nn.Module):
     """x + GELU(BN(conv(x))), zero 'same' padding. [B, C, T] -> [B, C, T]"""
 
-    def __init__(self, channels: int, kernel: int, dilation: int):
+    def __init__(self, channels: int, kernel: int, dilation: int, right: int | None = None):
         super().__init__()
-        self.conv = nn.Conv1d(channels, channels, kernel, dilation=dilation, padding=(kernel - 1) // 2 * dilation)
+        half = (kernel - 1) // 2 * dilation
+        self.conv = nn.Conv1d(channels, channels, kernel, dilation=dilation, padding=half)
         self.norm = nn.BatchNorm1d(channels)
+        right = half if right is None else min(right, half)
+        self.pads = (2 * half - right, right)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + F.gelu(self.norm(self.conv(x)))
+        return x + F.gelu(self.norm(pad_conv1d(self.conv, x, self.pads)))
 
 
 class PPGEncoder(ContentEncoder):
@@ -117,14 +131,19 @@ class PPGEncoder(ContentEncoder):
         self.width = config.width
         self.front = LogMelFrontEnd(self.window, self.hop, self.sample_rate, config.n_mels, config.fmin, config.fmax)
         self.input_proj = nn.Conv1d(config.n_mels, config.channels, 1)
-        self.blocks = nn.ModuleList(ResBlock(config.channels, k, d) for k, d in zip(config.kernels, config.dilations))
+        budget = config.right_context
+        self.blocks = nn.ModuleList()
+        for k, d in zip(config.kernels, config.dilations):
+            self.blocks.append(ResBlock(config.channels, k, d, budget))
+            if budget is not None:
+                budget -= self.blocks[-1].pads[1]
         self.output_proj = nn.Conv1d(config.channels, config.width, 1)
 
     @property
     def receptive_field(self) -> tuple[int, int]:
-        """(left, right) content frames: sum of (k - 1) / 2 * d over the blocks (symmetric)."""
-        side = sum((k - 1) // 2 * d for k, d in zip(self.config.kernels, self.config.dilations))
-        return side, side
+        """(left, right) content frames: the blocks' paddings summed ((k - 1) / 2 * d each side unless
+        `right_context` bounds the right)."""
+        return sum(b.pads[0] for b in self.blocks), sum(b.pads[1] for b in self.blocks)
 
     def logits(self, audio: torch.Tensor) -> torch.Tensor:
         """audio [B, N] -> pre-softmax outputs [B, T_c, width] (for training losses)."""
@@ -143,6 +162,8 @@ class PPGEncoder(ContentEncoder):
         """{'kind': 'ppg', 'config': {...}, 'state_dict': ...}: plain data, loadable with safe_load."""
         config = asdict(self.config)
         config["kernels"], config["dilations"] = list(self.config.kernels), list(self.config.dilations)
+        if config["right_context"] is None:
+            del config["right_context"]  # checkpoints of symmetric encoders stay as before
         return {"kind": self.kind, "config": config,
                 "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
 
@@ -175,3 +196,41 @@ def load_ppg(path: str | os.PathLike) -> PPGEncoder:
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: not a PPG encoder checkpoint")
     return PPGEncoder.from_checkpoint(obj)
+
+
+class StatefulPPG(nn.Module):
+    """`PPGEncoder` on chunks of new audio with cached state (exported as content_stateful.onnx).
+
+    forward(audio [1, 320·n] 16 kHz, position [1] int64, *states) -> (units [1, n, width], position + n,
+    *new states): the units of content frames position − delay …, where frame j covers the samples
+    [320 j, 320 j + 400) of the whole stream (as `PPGEncoder` on the whole audio). The front end is
+    a strided convolution whose 400-sample window overhangs the 320-sample hop, so it emits each
+    frame one hop late; the blocks add their right padding."""
+
+    def __init__(self, encoder: PPGEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        front = encoder.front
+        dft = nn.Conv1d(1, front.dft.shape[0], encoder.window, stride=encoder.hop, bias=False)
+        dft.weight = nn.Parameter(front.dft.detach().clone(), requires_grad=False)
+        self.front = CachedConv1d(dft, (0, encoder.window - encoder.hop), Stream(encoder.hop, 0), "ppg_front")
+        stream = self.front.stream_out
+        self.convs, self.residuals = nn.ModuleList(), nn.ModuleList()
+        for i, block in enumerate(encoder.blocks):
+            conv = CachedConv1d(block.conv, block.pads, stream, f"ppg_block{i}_conv")
+            self.convs.append(conv)
+            self.residuals.append(DelayLine(encoder.config.channels, conv.stream_out.delay - stream.delay,
+                                            f"ppg_block{i}_res"))
+            stream = conv.stream_out
+        self.delay = stream.delay
+        self.state_specs = collect_states(self)
+
+    def forward(self, audio: torch.Tensor, position: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        enc = self.encoder
+        ctx = StreamContext(position, {spec.name: s for spec, s in zip(self.state_specs, states)})
+        x = enc.input_proj(enc.front.log_mel(self.front(audio.unsqueeze(1), ctx)))
+        for block, conv, residual in zip(enc.blocks, self.convs, self.residuals):
+            x = residual(x, ctx) + F.gelu(block.norm(conv(x, ctx)))
+        y = enc.output_proj(x).transpose(1, 2)
+        units = F.log_softmax(y, dim=-1) if enc.config.posteriors else y
+        return (units, position + audio.shape[1] // enc.hop, *ctx.outputs(self.state_specs))
