@@ -22,6 +22,12 @@ a chunk is complete) + one callback (audio arrives a callback at a time) + the c
 (how late a converter block may finish and still be on time; one block by default, the real-time
 limit).
 
+Adaptive budget (`adaptive=AdaptiveBudget(...)`, see `engine.budget`): the caller starts the runner
+with a measured budget; when a block comes late the worker raises it (`back_off`) and each reader
+adopts the new prefill at its next callback with a faded dip (fade out, then fade in at the new
+position: the latency steps up by exactly the budget change, once, reported in `RunnerStats`).
+Nothing else ever moves the read position but the split streams' re-anchoring below.
+
 Duplex streams call `process` (input and output of one callback, locked to one position
 counter). Split streams call `push` from the input callback and `pull` from the output callback;
 the output is anchored to the input position when it starts and re-anchored if the two clocks
@@ -34,10 +40,11 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from engine.budget import AdaptiveBudget
 from engine.ringbuffer import SampleRing
 from engine.settings import LATE_FILL_CHOICES
 
@@ -79,6 +86,7 @@ class _Reader:
         self.settle_until = 0.0
         self.last_pull = 0.0
         self.jumped = False           # a drift resync moved the read position: fade across the jump
+        self.prefill = runner.prefill   # adopted from the runner at a callback start (budget changes)
         m = runner.max_frames
         self._wet = np.zeros(m, np.float32)
         self._fill = np.zeros(m, np.float32)
@@ -87,7 +95,7 @@ class _Reader:
 
     def next_abs(self) -> int:
         """The converter-output position this stream plays next."""
-        return self.pos + (self.anchor or 0) - self.r.prefill
+        return self.pos + (self.anchor or 0) - self.prefill
 
     def pull(self, out: np.ndarray, now: float) -> tuple[int, int]:
         """Fill `out` with this stream's next samples; returns (late samples, abs position)."""
@@ -102,6 +110,9 @@ class _Reader:
 
     def _pull(self, out: np.ndarray, now: float) -> tuple[int, int]:
         r, n = self.r, len(out)
+        if self.prefill != r.prefill:
+            self.prefill = r.prefill   # the budget changed: a dip across the jump, like a drift resync
+            self.jumped = True
         if not self.locked and not self._anchored(now, n):
             out[:] = 0.0
             self.pos += n
@@ -190,6 +201,9 @@ class _Window:
         self._v[self._i % len(self._v)] = value
         self._i += 1
 
+    def values(self) -> np.ndarray:
+        return self._v[np.isfinite(self._v)]
+
     def percentile(self, q: float) -> float | None:
         v = self._v[np.isfinite(self._v)]
         return float(np.percentile(v, q)) if len(v) else None
@@ -203,6 +217,9 @@ class RunnerStats:
     compute_p50_ms: float | None
     compute_p99_ms: float | None
     block_budget_ms: float
+    budget_auto: bool              # the budget adapts (raised after late blocks)
+    budget_raises: int             # times it was raised while running
+    budget_note: str | None        # the last change, as a sentence
     underruns: int
     late_samples: int
     queue_depth: int               # converted samples ready ahead of the main output
@@ -231,18 +248,25 @@ class RealtimeRunner:
     vary it; any size up to `max_frames` works, larger ones are only at risk of being late).
     `budget`: compute budget in samples (default `block_size`). `prefill` overrides
     `chunk + callback_frames + budget`. Total latency inside the program: `latency()` samples.
+    `adaptive`: raise the budget after late blocks (see the module docstring). `clock`: what times
+    the converter calls (tests pass a simulated clock).
     """
 
     def __init__(self, converter: StreamConverter, block_size: int, *, sample_rate: int,
                  chunk: int | None = None, callback_frames: int | None = None, budget: int | None = None,
                  prefill: int | None = None, late_fill: str = "silence", fade_ms: float = 5.0,
                  max_frames: int = 16384, history_s: float = 4.0, stats_window: int = 256,
-                 settle_s: float = 0.25) -> None:
+                 settle_s: float = 0.25, adaptive: AdaptiveBudget | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         if block_size <= 0 or sample_rate <= 0:
             raise ValueError("block_size and sample_rate must be positive")
         if late_fill not in LATE_FILL_CHOICES:
             raise ValueError(f"late_fill must be one of {LATE_FILL_CHOICES}, got {late_fill!r}")
+        if adaptive is not None and prefill is not None:
+            raise ValueError("an adaptive budget sets the prefill itself: pass budget, not prefill")
         self.converter = converter
+        self.adaptive = adaptive
+        self._clock = clock
         self.rate = int(sample_rate)
         self.block_size = int(block_size)
         self.chunk = int(chunk or max(1, min(block_size, round(0.01 * sample_rate))))
@@ -258,7 +282,8 @@ class RealtimeRunner:
         self.drift_window = 2.0 * sample_rate
         fade = max(1, round(fade_ms * sample_rate / 1000.0))
         self.ramp = (np.arange(1, self.max_frames + 1, dtype=np.float32) / fade).astype(np.float32)
-        capacity = max(round(history_s * sample_rate), 4 * (self.prefill + self.converter_latency + self.max_frames))
+        most = self.prefill if adaptive is None else self.chunk + self.callback_frames + max(self.budget, adaptive.ceiling)
+        capacity = max(round(history_s * sample_rate), 4 * (most + self.converter_latency + self.max_frames))
         self.in_ring = SampleRing(capacity)
         self.out_ring = SampleRing(capacity)
         self._readers = [_Reader(self, locked=False), _Reader(self, locked=False)]
@@ -270,6 +295,10 @@ class RealtimeRunner:
         self.resyncs = 0
         self.skipped = 0
         self.blocks_processed = 0
+        self.budget_raises = 0
+        self.budget_note: str | None = None
+        self._underruns_seen = 0
+        self._hold_until = 0           # input position before which late blocks belong to the last raise
         self._compute = _Window(stats_window)
         self._in_lat = _Window(64)
         self._out_lat = _Window(64)
@@ -409,9 +438,9 @@ class RealtimeRunner:
                     continue
                 x = block[:n]
                 self.in_ring.read_into(k, x)
-                t0 = time.perf_counter()
+                t0 = self._clock()
                 y = np.asarray(self.converter.process(x), dtype=np.float32)
-                acc_t += time.perf_counter() - t0
+                acc_t += self._clock() - t0
                 if y.shape != (n,):
                     raise RuntimeError(f"the converter returned {y.shape} samples for {n}")
                 if not np.isfinite(y).all():
@@ -428,8 +457,30 @@ class RealtimeRunner:
                         self._compute.add(acc_t / blocks)
                     self.blocks_processed += blocks
                     acc_t, acc_n = acc_t * (acc_n % self.block_size) / acc_n, acc_n % self.block_size
+                if self.adaptive is not None and self.underruns != self._underruns_seen:
+                    self._late_blocks()
         except Exception as exc:  # noqa: BLE001 - any failure of the voice ends the session with a reason
             self.fault = f"The voice stopped working: {type(exc).__name__}: {exc}"
+
+    def _late_blocks(self) -> None:
+        """Worker: blocks came late. Raise the budget once per episode (late blocks until the readers
+        have played past the raise are the same episode), the readers adopt it with a dip."""
+        late, self._underruns_seen = self.underruns - self._underruns_seen, self.underruns
+        if self._work_pos < self._hold_until or self.adaptive is None:
+            return
+        recent = self._compute.values()
+        new = self.adaptive.back_off(self.budget, recent)
+        if new <= self.budget:
+            self.budget_note = (f"Blocks came late, but the compute budget is already at its limit "
+                                f"({self.adaptive.ms(self.budget):.1f} ms): this machine is too slow for this block size.")
+            return
+        old, self.budget = self.budget, new
+        self.prefill = self.chunk + self.callback_frames + new
+        self.budget_raises += 1
+        self._hold_until = self._work_pos + 2 * self.prefill + self.chunk
+        self.budget_note = (f"{late} late block(s): compute budget raised from {self.adaptive.ms(old):.1f} to "
+                            f"{self.adaptive.ms(new):.1f} ms (latency +{self.adaptive.ms(new - old):.1f} ms, "
+                            "one short fade).")
 
     def _apply_updates(self) -> None:
         while True:
@@ -469,7 +520,8 @@ class RealtimeRunner:
         return RunnerStats(
             blocks_processed=self.blocks_processed,
             compute_p50_ms=_ms(self._compute.percentile(50)), compute_p99_ms=_ms(self._compute.percentile(99)),
-            block_budget_ms=1000.0 * self.budget / self.rate,
+            block_budget_ms=1000.0 * self.budget / self.rate, budget_auto=self.adaptive is not None,
+            budget_raises=self.budget_raises, budget_note=self.budget_note,
             underruns=self.underruns, late_samples=self.late_samples, queue_depth=int(depth),
             input_backlog=int(self.in_ring.end - self._work_pos), skipped_samples=self.skipped,
             resyncs=self.resyncs,

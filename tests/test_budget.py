@@ -1,0 +1,143 @@
+"""The adaptive compute budget (engine/budget.py) and the runner's back-off (engine/runner.py).
+
+Deterministic: compute times come from a simulated clock the fake converter advances, and late
+blocks from a gate the test holds closed while it keeps calling the audio callback.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.budget import MARGIN_FACTOR, MARGIN_MS, WARM_UP_SKIP, AdaptiveBudget, measure_compute
+from engine.runner import RealtimeRunner
+from tests.test_runner import DelayConverter, converter_errors_fail_the_test, impulses, offsets, wait_until  # noqa: F401
+
+RATE = 48000
+
+
+class SimClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class TimedConverter(DelayConverter):
+    """DelayConverter whose calls take `cost(call index)` seconds on a simulated clock."""
+
+    def __init__(self, clock: SimClock, cost, delay: int = 300) -> None:
+        super().__init__(delay)
+        self.clock, self.cost, self.calls, self.resets = clock, cost, 0, 0
+
+    def reset(self) -> None:
+        super().reset()
+        self.resets += 1
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        self.clock.t += self.cost(self.calls)
+        self.calls += 1
+        return super().process(x)
+
+
+def test_safe_budget_is_p99_with_the_margin():
+    policy = AdaptiveBudget(RATE, block=960)
+    expected = int(np.ceil((0.003 * MARGIN_FACTOR + MARGIN_MS / 1000) * RATE))
+    assert policy.safe([0.003] * 50) == expected
+    assert policy.safe([0.003] * 99 + [0.5]) > expected                # the slow tail counts
+    assert policy.safe([1.0] * 10) == policy.ceiling == 1920            # never above two blocks
+    assert policy.safe([]) == 960                                        # nothing measured: one block
+
+
+def test_back_off_grows_at_least_by_half_and_stops_at_the_ceiling():
+    policy = AdaptiveBudget(RATE, block=960)
+    assert policy.back_off(300, [0.001] * 20) == 450
+    assert policy.back_off(300, [0.015] * 20) == policy.safe([0.015] * 20) > 450
+    assert policy.back_off(1800, []) == 1920
+    assert policy.back_off(1920, [0.1]) == 1920
+
+
+def test_warm_up_measures_the_steady_blocks_and_leaves_the_converter_reset():
+    clock = SimClock()
+    conv = TimedConverter(clock, lambda i: 0.010 if i < WARM_UP_SKIP else 0.003)
+    times = measure_compute(conv, 960, RATE, blocks=20, clock=clock)
+    assert times == pytest.approx([0.003] * (20 - WARM_UP_SKIP))
+    assert conv.calls == 20 and conv.resets == 1
+    slow = TimedConverter(clock, lambda i: 0.4)
+    assert len(measure_compute(slow, 960, RATE, blocks=20, max_seconds=1.5, clock=clock)) == 4
+
+
+def _drive(runner: RealtimeRunner, x: np.ndarray, n: int, conv: DelayConverter, late_from: int | None = None,
+           late_until: int | None = None) -> np.ndarray:
+    """Duplex callbacks of `n` samples; each waits for the worker, except between `late_from` and
+    `late_until`, where the converter's gate is closed and the callbacks run on regardless."""
+    y = np.zeros_like(x)
+    for k in range(0, len(x), n):
+        if late_until is not None and k == late_until:
+            conv.gate.set()
+        runner.process(x[k:k + n], y[k:k + n])
+        if late_from is None or not late_from <= k < late_until:
+            target = (k + n) // runner.chunk * runner.chunk
+            wait_until(lambda: runner.processed_position >= target)
+    return y
+
+
+def test_late_blocks_raise_the_budget_once_at_a_reported_step():
+    conv = DelayConverter(delay=300)
+    policy = AdaptiveBudget(RATE, block=960)
+    runner = RealtimeRunner(conv, block_size=960, sample_rate=RATE, chunk=960, callback_frames=480, budget=300,
+                            adaptive=policy)
+    before = runner.latency()
+    conv.gate_at = 2 * RATE                       # this block is held up while 4 callbacks go by
+    x = impulses(4 * RATE, every=2400)
+    runner.start()
+    try:
+        y = _drive(runner, x, 480, conv, late_from=2 * RATE, late_until=2 * RATE + 4 * 480)
+    finally:
+        runner.stop()
+    st = runner.stats()
+    after = runner.latency()
+    assert st.underruns >= 1 and st.budget_raises == 1 and st.budget_auto
+    assert after - before == 450 - 300 and st.block_budget_ms == pytest.approx(1000 * 450 / RATE)
+    assert "raised from 6.2 to 9.4 ms" in st.budget_note
+    offs = offsets(y, x)
+    steps = np.flatnonzero(np.diff(offs))
+    assert offs[0] == before and offs[-1] == after and len(steps) == 1   # one step, from before to after
+
+
+def test_the_raise_is_a_faded_dip_not_a_jump():
+    conv = DelayConverter(delay=0)
+    runner = RealtimeRunner(conv, block_size=960, sample_rate=RATE, chunk=960, callback_frames=480, budget=300,
+                            adaptive=AdaptiveBudget(RATE, block=960))
+    conv.gate_at = RATE
+    n = 3 * RATE
+    x = (0.5 * np.sin(2 * np.pi * 440 * np.arange(n) / RATE)).astype(np.float32)
+    runner.start()
+    try:
+        y = _drive(runner, x, 480, conv, late_from=RATE, late_until=RATE + 4 * 480)
+    finally:
+        runner.stop()
+    assert runner.stats().budget_raises == 1
+    sine_step = 0.5 * 2 * np.pi * 440 / RATE
+    assert np.abs(np.diff(y[RATE // 2:])).max() <= 1.5 * sine_step
+
+
+def test_on_time_blocks_never_move_the_latency():
+    conv = DelayConverter(delay=300)
+    runner = RealtimeRunner(conv, block_size=960, sample_rate=RATE, chunk=960, callback_frames=480, budget=200,
+                            adaptive=AdaptiveBudget(RATE, block=960))
+    x = impulses(2 * RATE, every=2400)
+    runner.start()
+    try:
+        y = _drive(runner, x, 480, conv)
+    finally:
+        runner.stop()
+    st = runner.stats()
+    assert st.underruns == 0 and st.budget_raises == 0 and st.budget_note is None
+    assert set(offsets(y, x).tolist()) == {runner.latency()} == {300 + 960 + 480 + 200}
+
+
+def test_adaptive_refuses_a_fixed_prefill():
+    with pytest.raises(ValueError, match="prefill"):
+        RealtimeRunner(DelayConverter(0), block_size=960, sample_rate=RATE, prefill=1000,
+                       adaptive=AdaptiveBudget(RATE, block=960))
