@@ -32,7 +32,8 @@ from engine.voice_core import VoiceCore
 from engine.audio.devices import DeviceError
 from engine.latency import LatencyBreakdown, end_to_end, ms_to_samples
 from engine.audio.recorder import Recorder
-from engine.settings import Settings
+from engine.settings import AUTO_BUDGET, Settings
+from engine.budget import AdaptiveBudget, measure_compute
 from engine.runner import RealtimeRunner
 
 VoiceSpec = str | Callable[[Settings], VoiceCore]
@@ -48,8 +49,8 @@ class SessionConfig:
     """What to run. Devices: PortAudio index, name (or `pulse:NAME` on Linux), None = default.
 
     `voice`: "builtin:dsp", a voice-pack folder, or a callable `Settings -> VoiceCore`.
-    `compute_budget_ms`: how late a block may finish and still play on time (None = one block, the
-    real-time limit; a fast GPU can take less, for less latency). `callback_ms`: driver buffer size
+    `compute_budget_ms`: how late a block may finish and still play on time (None = the setting
+    `Settings.compute_budget_ms`; `AUTO_BUDGET` = measured and adaptive, see engine.budget). `callback_ms`: driver buffer size
     asked for. `exclusive`: WASAPI exclusive mode (Windows only).
     """
 
@@ -81,6 +82,8 @@ class LiveStats:
     compute_p50_ms: float | None = None
     compute_p99_ms: float | None = None
     block_budget_ms: float | None = None
+    budget_auto: bool = False                  # the budget is measured and raised after late blocks
+    budget_note: str | None = None             # its last change, as a sentence
     underruns: int = 0
     queue_depth: int = 0
     provider: str = ""
@@ -95,11 +98,11 @@ class LiveStats:
     notes: tuple[str, ...] = ()
 
 
-def _compute_budget(cfg: SessionConfig, rate: int, block: int) -> int:
-    """Device samples a block may take to convert: the config's override, else the setting
-    (`Settings.compute_budget_ms`, 0 = one block)."""
+def _fixed_budget(cfg: SessionConfig, rate: int) -> int | None:
+    """Device samples a block may take to convert (the config's override, else the setting), or
+    None for the adaptive budget."""
     ms = cfg.compute_budget_ms if cfg.compute_budget_ms is not None else cfg.settings.compute_budget_ms
-    return ms_to_samples(ms, rate) if ms else block
+    return None if ms == AUTO_BUDGET else ms_to_samples(ms, rate)
 
 
 def core_factory(voice: VoiceSpec) -> Callable[[Settings], VoiceCore]:
@@ -158,7 +161,8 @@ class LiveSession:
         converter = self._converter_for(cfg, plan.rate)
         lat_in = plan.input.default_low_input_latency
         lat_out = plan.output.default_low_output_latency
-        return self._breakdown(cfg, plan, converter, lat_in, lat_out, queue=0)
+        budget, _ = self._budget_for(cfg, plan.rate, converter)
+        return self._breakdown(cfg, plan, converter, lat_in, lat_out, queue=0, budget=budget)
 
     def start(self, cfg: SessionConfig) -> None:
         """Load the voice, open the devices and start; raises SessionError (after on_state "error")."""
@@ -188,9 +192,10 @@ class LiveSession:
         converter.reset()
         s = cfg.settings
         block = ms_to_samples(s.block_ms, plan.rate)
-        budget = _compute_budget(cfg, plan.rate, block)
+        budget, adaptive = self._budget_for(cfg, plan.rate, converter)
         runner = RealtimeRunner(converter, block, sample_rate=plan.rate, chunk=block, callback_frames=plan.frames,
-                                budget=budget, late_fill=s.late_fill, max_frames=max(16384, 8 * plan.frames))
+                                budget=budget, adaptive=adaptive, late_fill=s.late_fill,
+                                max_frames=max(16384, 8 * plan.frames))
         recorder = None
         if cfg.record_dir:
             recorder = Recorder(cfg.record_dir, plan.rate)
@@ -266,8 +271,9 @@ class LiveSession:
         queue = rs.queue_ms * plan.rate / 1000.0 if rs.queue_ms is not None else float(runner.split_margin)
         return LiveStats(
             state=self._state, error=self._error,
-            latency=self._breakdown(cfg, plan, conv, lat_in, lat_out, queue=max(0, round(queue))),
+            latency=self._breakdown(cfg, plan, conv, lat_in, lat_out, queue=max(0, round(queue)), budget=runner.budget),
             compute_p50_ms=rs.compute_p50_ms, compute_p99_ms=rs.compute_p99_ms, block_budget_ms=rs.block_budget_ms,
+            budget_auto=rs.budget_auto, budget_note=rs.budget_note,
             underruns=rs.underruns, queue_depth=rs.queue_depth,
             provider=str(getattr(conv, "provider", "")), provider_note=str(getattr(conv, "provider_note", "")),
             input_level_db=rs.input_level_db, output_level_db=rs.output_level_db,
@@ -309,10 +315,22 @@ class LiveSession:
     def _runner_alive(self) -> bool:
         return self._runner is not None and self._runner.alive
 
+    def _budget_for(self, cfg: SessionConfig, rate: int, converter: Converter) -> tuple[int, AdaptiveBudget | None]:
+        """The compute budget to start with (device samples) and the adaptive policy, if any. The
+        adaptive one is measured on `converter` (a warm-up, then reset); while audio runs, the
+        worker owns the converter, so an estimate then takes the running budget."""
+        fixed = _fixed_budget(cfg, rate)
+        if fixed is not None:
+            return fixed, None
+        block = ms_to_samples(cfg.settings.block_ms, rate)
+        policy = AdaptiveBudget(rate, block)
+        if self._runner_alive() and self._runner is not None:
+            return self._runner.budget, policy
+        return policy.safe(measure_compute(converter, block, rate)), policy
+
     def _breakdown(self, cfg: SessionConfig, plan: StreamPlan, conv: Converter, lat_in: float, lat_out: float,
-                   queue: int) -> LatencyBreakdown:
+                   queue: int, budget: int) -> LatencyBreakdown:
         block = ms_to_samples(cfg.settings.block_ms, plan.rate)
-        budget = _compute_budget(cfg, plan.rate, block)
         alg = dataclasses.replace(conv.latency_breakdown(), block=block)
         margin = plan.frames + budget + (queue if not plan.duplex else 0)
         return end_to_end(alg, max(0.0, lat_in), max(0.0, lat_out), queue_prefill=margin)

@@ -58,7 +58,7 @@ def test_readouts_change_while_running(qtbot, tmp_path: Path) -> None:
     assert "measured" in panel.latency_title.text()
     assert panel.latency_values["Input buffer"].text() == "12.0 ms"  # the measured, not the estimated, 10
     assert panel.total_value.text() == "168 ms"  # 12 + 80 + 40 + 20 + 2 + 14
-    assert "budget" in panel.compute_text.text() and "80 ms" in panel.compute_text.text()
+    assert "budget" in panel.compute_text.text() and "80.0 ms" in panel.compute_text.text()
     assert panel.provider.text() == "Provider: CPU"
     assert "CUDA is not available" in panel.provider_note.text()
     assert panel.input_meter.level_db > -60 and panel.output_meter.level_db > -60

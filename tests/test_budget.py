@@ -10,6 +10,7 @@ import pytest
 
 from engine.budget import MARGIN_FACTOR, MARGIN_MS, WARM_UP_SKIP, AdaptiveBudget, measure_compute
 from engine.runner import RealtimeRunner
+from engine.settings import Settings
 from tests.test_runner import DelayConverter, converter_errors_fail_the_test, impulses, offsets, wait_until  # noqa: F401
 
 RATE = 48000
@@ -141,3 +142,28 @@ def test_adaptive_refuses_a_fixed_prefill():
     with pytest.raises(ValueError, match="prefill"):
         RealtimeRunner(DelayConverter(0), block_size=960, sample_rate=RATE, prefill=1000,
                        adaptive=AdaptiveBudget(RATE, block=960))
+
+
+def test_cli_budget_is_auto_by_default_or_a_fixed_number(capsys):
+    from engine import live
+    from engine.settings import AUTO_BUDGET, parse_budget
+
+    parser = live.build_parser()
+    assert parser.parse_args([]).compute_budget_ms == AUTO_BUDGET == Settings().compute_budget_ms
+    assert parser.parse_args(["--compute-budget-ms", "auto"]).compute_budget_ms == AUTO_BUDGET
+    assert parser.parse_args(["--compute-budget-ms", "8"]).compute_budget_ms == 8.0
+    for bad in ("fast", "0", "-3", "900"):
+        with pytest.raises(ValueError, match="compute budget"):
+            parse_budget(bad)
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["--compute-budget-ms", "fast"])
+    assert exit_.value.code == 2 and "'auto' or a number of milliseconds" in capsys.readouterr().err
+
+
+def test_status_line_says_the_budget_is_auto():
+    from engine.live import status_line
+    from engine.session import LiveStats
+
+    line = status_line(LiveStats(state="running", block_budget_ms=6.25, budget_auto=True))
+    assert "budget 6.2 auto" in line or "budget 6.3 auto" in line
+    assert "auto" not in status_line(LiveStats(state="running", block_budget_ms=8.0))
