@@ -23,10 +23,13 @@ a chunk is complete) + one callback (audio arrives a callback at a time) + the c
 limit).
 
 Adaptive budget (`adaptive=AdaptiveBudget(...)`, see `engine.budget`): the caller starts the runner
-with a measured budget; when a block comes late the worker raises it (`back_off`) and each reader
-adopts the new prefill at its next callback with a faded dip (fade out, then fade in at the new
-position: the latency steps up by exactly the budget change, once, reported in `RunnerStats`).
-Nothing else ever moves the read position but the split streams' re-anchoring below.
+with a measured budget; when a block comes late the worker raises it (`back_off`); once a full
+statistics window of blocks has run since the start without a late block, the worker lowers it to
+what the running compute times call for (`tighten`: only when that saves a quarter or more, and
+never again after a raise). Each reader adopts a new prefill at its next callback with a faded dip
+(fade out, then fade in at the new position: the latency steps by exactly the budget change,
+reported in `RunnerStats`). Nothing else moves the read position but the split streams'
+re-anchoring below.
 
 Duplex streams call `process` (input and output of one callback, locked to one position
 counter). Split streams call `push` from the input callback and `pull` from the output callback;
@@ -299,6 +302,7 @@ class RealtimeRunner:
         self.budget_note: str | None = None
         self._underruns_seen = 0
         self._hold_until = 0           # input position before which late blocks belong to the last raise
+        self._tighten_at = stats_window   # blocks processed before the budget may be lowered (once)
         self._compute = _Window(stats_window)
         self._in_lat = _Window(64)
         self._out_lat = _Window(64)
@@ -459,6 +463,8 @@ class RealtimeRunner:
                     acc_t, acc_n = acc_t * (acc_n % self.block_size) / acc_n, acc_n % self.block_size
                 if self.adaptive is not None and self.underruns != self._underruns_seen:
                     self._late_blocks()
+                elif self.adaptive is not None and self.blocks_processed >= self._tighten_at > 0:
+                    self._tighten()
         except Exception as exc:  # noqa: BLE001 - any failure of the voice ends the session with a reason
             self.fault = f"The voice stopped working: {type(exc).__name__}: {exc}"
 
@@ -474,13 +480,33 @@ class RealtimeRunner:
             self.budget_note = (f"Blocks came late, but the compute budget is already at its limit "
                                 f"({self.adaptive.ms(self.budget):.1f} ms): this machine is too slow for this block size.")
             return
-        old, self.budget = self.budget, new
-        self.prefill = self.chunk + self.callback_frames + new
+        old = self.budget
+        self._set_budget(new)
         self.budget_raises += 1
+        self._tighten_at = 0          # a raise proves the measurement short: never lower again
         self._hold_until = self._work_pos + 2 * self.prefill + self.chunk
         self.budget_note = (f"{late} late block(s): compute budget raised from {self.adaptive.ms(old):.1f} to "
                             f"{self.adaptive.ms(new):.1f} ms (latency +{self.adaptive.ms(new - old):.1f} ms, "
                             "one short fade).")
+
+    def _tighten(self) -> None:
+        """Worker, once: lower the budget to what the running compute times need, if that saves a
+        quarter of it or more (the warm-up's few blocks may have caught a slow moment)."""
+        self._tighten_at = 0
+        assert self.adaptive is not None
+        new = self.adaptive.safe(self._compute.values())
+        if new > 0.75 * self.budget:
+            return
+        old = self.budget
+        self._set_budget(new)
+        self.budget_note = (f"compute budget lowered from {self.adaptive.ms(old):.1f} to {self.adaptive.ms(new):.1f} ms "
+                            f"after {self.blocks_processed} blocks on time (latency -{self.adaptive.ms(old - new):.1f} ms, "
+                            "one short fade).")
+
+    def _set_budget(self, new: int) -> None:
+        """The readers adopt the new prefill at their next callback (with a dip)."""
+        self.budget = new
+        self.prefill = self.chunk + self.callback_frames + new
 
     def _apply_updates(self) -> None:
         while True:

@@ -90,7 +90,7 @@ def test_late_blocks_raise_the_budget_once_at_a_reported_step():
                             adaptive=policy)
     before = runner.latency()
     conv.gate_at = 2 * RATE                       # this block is held up while 4 callbacks go by
-    x = impulses(4 * RATE, every=2400)
+    x = impulses(4 * RATE, every=4000)
     runner.start()
     try:
         y = _drive(runner, x, 480, conv, late_from=2 * RATE, late_until=2 * RATE + 4 * 480)
@@ -127,7 +127,7 @@ def test_on_time_blocks_never_move_the_latency():
     conv = DelayConverter(delay=300)
     runner = RealtimeRunner(conv, block_size=960, sample_rate=RATE, chunk=960, callback_frames=480, budget=200,
                             adaptive=AdaptiveBudget(RATE, block=960))
-    x = impulses(2 * RATE, every=2400)
+    x = impulses(2 * RATE, every=4000)
     runner.start()
     try:
         y = _drive(runner, x, 480, conv)
@@ -167,3 +167,40 @@ def test_status_line_says_the_budget_is_auto():
     line = status_line(LiveStats(state="running", block_budget_ms=6.25, budget_auto=True))
     assert "budget 6.2 auto" in line or "budget 6.3 auto" in line
     assert "auto" not in status_line(LiveStats(state="running", block_budget_ms=8.0))
+
+
+def test_a_generous_start_is_lowered_once_at_a_reported_step():
+    """The warm-up caught a slow moment (budget one block); the running blocks take 1 ms each on the
+    simulated clock, so after a statistics window the budget drops to what they need, once."""
+    clock = SimClock()
+    conv = TimedConverter(clock, lambda i: 0.001)
+    policy = AdaptiveBudget(RATE, block=960)
+    runner = RealtimeRunner(conv, block_size=960, sample_rate=RATE, chunk=960, callback_frames=480, budget=960,
+                            adaptive=policy, stats_window=32, clock=clock)
+    before = runner.latency()
+    x = impulses(3 * RATE, every=4000)
+    runner.start()
+    try:
+        y = _drive(runner, x, 480, conv)
+    finally:
+        runner.stop()
+    st = runner.stats()
+    # (1 ms per block, summed on the simulated clock: within a sample of the exact figure)
+    assert abs(runner.budget - policy.safe([0.001] * 32)) <= 1 and st.budget_raises == 0 and st.underruns == 0
+    assert "lowered from 20.0 to" in st.budget_note
+    offs = offsets(y, x)
+    assert offs[0] == before and offs[-1] == runner.latency() < before
+    assert len(np.flatnonzero(np.diff(offs))) == 1
+
+
+def test_no_lowering_after_a_raise():
+    conv = DelayConverter(delay=300)
+    runner = RealtimeRunner(conv, block_size=960, sample_rate=RATE, chunk=960, callback_frames=480, budget=900,
+                            adaptive=AdaptiveBudget(RATE, block=960), stats_window=16)
+    conv.gate_at = 9600                                   # late at block 10, before the window (16) is full
+    runner.start()
+    try:
+        _drive(runner, np.zeros(2 * RATE, np.float32), 480, conv, late_from=9600, late_until=9600 + 8 * 480)
+    finally:
+        runner.stop()
+    assert runner.stats().budget_raises == 1 and runner.budget == 1350
