@@ -139,16 +139,17 @@ def run(cfg: SessionConfig, seconds: float | None, session: LiveSession | None =
         session.stop()
         return 130
     tty = sys.stdout.isatty()
-    note = None
+    said: set[str | None] = {None, *session.stats().notes}   # the plan's notes came with "running"
     end = None if seconds is None else time.monotonic() + seconds
     try:
         while not failed.is_set() and (end is None or time.monotonic() < end):
             failed.wait(1.0 if end is None else max(0.0, min(1.0, end - time.monotonic())))
             if session.running:
                 st = session.stats()
-                if st.budget_note != note:         # the adaptive budget changed: say why, once
-                    note = st.budget_note
-                    print(("\n" if tty else "") + f"[budget] {note}", file=sys.stderr, flush=True)
+                for note in (st.budget_note, *st.notes):
+                    if note not in said:           # a budget change or a resync: say why, once
+                        said.add(note)
+                        print(("\n" if tty else "") + f"[note] {note}", file=sys.stderr, flush=True)
                 line = status_line(st)
                 print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
     except KeyboardInterrupt:

@@ -86,6 +86,9 @@ class _Reader:
         self.gain = 1.0               # current wet weight of the late-fill crossfade
         self.last = 0.0               # last wet sample (held while fading to the fill)
         self.lag_avg = 0.0            # split: smoothed input-vs-output offset, for drift detection
+        self.steady = 0               # split: samples played since the last anchoring
+        self._recent = np.zeros(16, np.float64)   # split: the last raw offsets (a step's size)
+        self._recent_i = 0
         self.settle_until = 0.0
         self.last_pull = 0.0
         self.jumped = False           # a drift resync moved the read position: fade across the jump
@@ -182,15 +185,38 @@ class _Reader:
                 self.settle_until = now + r.settle_s
             self.anchor = r.in_ring.end - self.pos - r.split_margin
             self.lag_avg = float(r.split_margin)
+            self.steady, self._recent_i = 0, 0
             return False
         self.lag_avg += (lag - self.lag_avg) * min(1.0, n / r.drift_window)
-        if abs(self.lag_avg - r.split_margin) > r.drift_tolerance:
-            shift = int(round(self.lag_avg - r.split_margin))
-            self.anchor += shift          # the two clocks drifted apart: jump back to the fixed latency
-            self.lag_avg -= shift
-            self.jumped = True
-            r.resyncs += 1
+        self._recent[self._recent_i % len(self._recent)] = lag
+        self._recent_i += 1
+        self.steady += n
+        # Until the average has seen a whole window only a gross offset counts; once settled, a
+        # step of more than a callback does too (the callbacks' phase alone moves the mean lag by
+        # up to one): a driver underrun's lost output callbacks are never made up, so without this
+        # the latency would stay that much higher.
+        tolerance = r.drift_tolerance if self.steady < r.drift_window else r.step_tolerance
+        if abs(self.lag_avg - r.split_margin) > tolerance:
+            # When the recent offsets agree (a step, not jitter), move by their mean at once; the
+            # slow average only says that it moved.
+            agree = self._recent_i >= len(self._recent) and \
+                self._recent.max() - self._recent.min() <= 3 * r.split_margin
+            offset = float(self._recent.sum()) / len(self._recent) if agree else self.lag_avg
+            shift = int(round(offset - r.split_margin))
+            self._shift(shift)
+            self.lag_avg = offset - shift
+            if abs(shift) >= r.split_margin and self.steady >= r.drift_window:
+                how = "fell behind the input by" if shift > 0 else "ran ahead of the input by"
+                r.resync_note = (f"The output {how} {1000.0 * abs(shift) / r.rate:.0f} ms (a driver underrun or a "
+                                 "stalled device); re-synced to the fixed latency with a short fade.")
         return True
+
+    def _shift(self, shift: int) -> None:
+        """Move the read position by `shift` samples (a dip, not a step; counted as a resync)."""
+        self.anchor = (self.anchor or 0) + shift
+        self._recent -= shift
+        self.jumped = True
+        self.r.resyncs += 1
 
 
 class _Window:
@@ -228,7 +254,8 @@ class RunnerStats:
     queue_depth: int               # converted samples ready ahead of the main output
     input_backlog: int             # captured samples the worker has not taken yet
     skipped_samples: int           # input the worker dropped to catch up after a long stall
-    resyncs: int                   # split streams: re-anchors after clock drift
+    resyncs: int                   # split streams: re-anchors after clock drift or a latency step
+    resync_note: str | None        # the last step that was corrected, as a sentence
     input_latency_ms: float | None   # from the callback time stamps (None: host gave none)
     output_latency_ms: float | None
     queue_ms: float | None           # split streams: measured input-to-output callback offset
@@ -283,6 +310,10 @@ class RealtimeRunner:
         self.split_margin = self.callback_frames
         self.drift_tolerance = 3 * self.callback_frames + round(0.01 * sample_rate)
         self.drift_window = 2.0 * sample_rate
+        # Once settled, the smoothed offset may stray this far before a resync: a latency step
+        # after a driver underrun is corrected (it was kept while it stayed under drift_tolerance).
+        self.step_tolerance = self.callback_frames + round(0.005 * sample_rate)
+        self.resync_note: str | None = None
         fade = max(1, round(fade_ms * sample_rate / 1000.0))
         self.ramp = (np.arange(1, self.max_frames + 1, dtype=np.float32) / fade).astype(np.float32)
         most = self.prefill if adaptive is None else self.chunk + self.callback_frames + max(self.budget, adaptive.ceiling)
@@ -550,7 +581,7 @@ class RealtimeRunner:
             budget_raises=self.budget_raises, budget_note=self.budget_note,
             underruns=self.underruns, late_samples=self.late_samples, queue_depth=int(depth),
             input_backlog=int(self.in_ring.end - self._work_pos), skipped_samples=self.skipped,
-            resyncs=self.resyncs,
+            resyncs=self.resyncs, resync_note=self.resync_note,
             input_latency_ms=_ms(in_lat), output_latency_ms=_ms(out_lat),
             queue_ms=None if q is None else 1000.0 * q / self.rate,
             input_level_db=_db(self._in_ms), output_level_db=_db(self._out_ms), fault=self.fault)

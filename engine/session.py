@@ -279,7 +279,8 @@ class LiveSession:
             input_level_db=rs.input_level_db, output_level_db=rs.output_level_db,
             blocks_processed=rs.blocks_processed, recording_paths=self._recording, sample_rate=plan.rate,
             device_xruns=io.xruns if io is not None else 0,
-            stream_latency_ms=(1000.0 * reported_in, 1000.0 * reported_out), notes=plan.notes)
+            stream_latency_ms=(1000.0 * reported_in, 1000.0 * reported_out),
+            notes=plan.notes + ((rs.resync_note,) if rs.resync_note else ()))
 
     # --- internals -----------------------------------------------------------------------------------
     def _plan_for(self, cfg: SessionConfig) -> StreamPlan:
