@@ -50,8 +50,10 @@ class SessionConfig:
 
     `voice`: "builtin:dsp", a voice-pack folder, or a callable `Settings -> VoiceCore`.
     `compute_budget_ms`: how late a block may finish and still play on time (None = the setting
-    `Settings.compute_budget_ms`; `AUTO_BUDGET` = measured and adaptive, see engine.budget). `callback_ms`: driver buffer size
-    asked for. `exclusive`: WASAPI exclusive mode (Windows only).
+    `Settings.compute_budget_ms`; `AUTO_BUDGET` = measured and adaptive, see engine.budget).
+    `callback_ms`: driver buffer size asked for (None: a quarter block, at most 10 ms; PortAudio's
+    ALSA/PulseAudio buffer is two callbacks, so 5 ms callbacks at 20 ms blocks hold ~5-10 ms less
+    in each direction, measured). `exclusive`: WASAPI exclusive mode (Windows only).
     """
 
     input_device: int | str | None = None
@@ -63,7 +65,7 @@ class SessionConfig:
     settings: Settings = field(default_factory=Settings)
     record_dir: str | Path | None = None
     compute_budget_ms: float | None = None
-    callback_ms: float = 10.0
+    callback_ms: float | None = None
     exclusive: bool = False
 
 
@@ -286,7 +288,8 @@ class LiveSession:
     def _plan_for(self, cfg: SessionConfig) -> StreamPlan:
         return plan_streams(self.backend, input=cfg.input_device, output=cfg.output_device,
                             monitor=cfg.monitor_device, sample_rate=cfg.sample_rate, input_channel=cfg.input_channel,
-                            callback_ms=cfg.callback_ms, exclusive=cfg.exclusive)
+                            callback_ms=cfg.callback_ms if cfg.callback_ms is not None else min(10.0, cfg.settings.block_ms / 4),
+                            exclusive=cfg.exclusive)
 
     @staticmethod
     def _key(cfg: SessionConfig, rate: int) -> tuple:
