@@ -13,7 +13,7 @@ counts from the input callback). The first value comes from a warm-up before the
 (`measure_compute`: the converter on a voiced test signal, then `reset()`); while running, every
 late block makes the runner `back_off`: the budget grows by at least `BACK_OFF_FACTOR` (or to the
 safe value for the compute times seen since, if larger), up to `ceiling`, and the runner applies
-it at a faded resync that it reports. Once, after a statistics window of blocks on time, the
+it at a faded resync that it reports. Once, after `TIGHTEN_AFTER_S` of blocks on time, the
 runner lowers it to `safe(running compute times)` if that saves a quarter or more (a warm-up of a
 second can catch a slow moment); never after a raise, so it cannot oscillate.
 """
@@ -31,6 +31,7 @@ BACK_OFF_FACTOR = 1.5
 WARM_UP_BLOCKS = 40          # blocks converted before the audio starts (the first few are not counted)
 WARM_UP_SKIP = 4             # cold caches, first-call allocations: not representative
 WARM_UP_MAX_S = 1.5          # a slow voice stops measuring early (at least WARM_UP_SKIP + 4 blocks)
+TIGHTEN_AFTER_S = 3.0        # running time (and at least 32 blocks) before the one lowering
 
 
 class _Converter(Protocol):

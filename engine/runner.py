@@ -23,8 +23,8 @@ a chunk is complete) + one callback (audio arrives a callback at a time) + the c
 limit).
 
 Adaptive budget (`adaptive=AdaptiveBudget(...)`, see `engine.budget`): the caller starts the runner
-with a measured budget; when a block comes late the worker raises it (`back_off`); once a full
-statistics window of blocks has run since the start without a late block, the worker lowers it to
+with a measured budget; when a block comes late the worker raises it (`back_off`); once
+`TIGHTEN_AFTER_S` of blocks have run since the start without a late block, the worker lowers it to
 what the running compute times call for (`tighten`: only when that saves a quarter or more, and
 never again after a raise). Each reader adopts a new prefill at its next callback with a faded dip
 (fade out, then fade in at the new position: the latency steps by exactly the budget change,
@@ -47,7 +47,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from engine.budget import AdaptiveBudget
+from engine.budget import TIGHTEN_AFTER_S, AdaptiveBudget
 from engine.ringbuffer import SampleRing
 from engine.settings import LATE_FILL_CHOICES
 
@@ -333,7 +333,8 @@ class RealtimeRunner:
         self.budget_note: str | None = None
         self._underruns_seen = 0
         self._hold_until = 0           # input position before which late blocks belong to the last raise
-        self._tighten_at = stats_window   # blocks processed before the budget may be lowered (once)
+        # blocks processed before the budget may be lowered (once)
+        self._tighten_at = max(32, math.ceil(TIGHTEN_AFTER_S * self.rate / self.block_size))
         self._compute = _Window(stats_window)
         self._in_lat = _Window(64)
         self._out_lat = _Window(64)
