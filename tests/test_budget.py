@@ -83,19 +83,27 @@ def _drive(runner: RealtimeRunner, x: np.ndarray, n: int, conv: DelayConverter, 
     return y
 
 
-def test_late_blocks_raise_the_budget_once_at_a_reported_step():
-    conv = DelayConverter(delay=300)
-    policy = AdaptiveBudget(RATE, block=960)
-    runner = RealtimeRunner(conv, block_size=960, sample_rate=RATE, chunk=960, callback_frames=480, budget=300,
-                            adaptive=policy)
-    before = runner.latency()
-    conv.gate_at = 2 * RATE                       # this block is held up while 4 callbacks go by
-    x = impulses(4 * RATE, every=4000)
+def _run(conv: DelayConverter, x: np.ndarray, budget: int, late_from: int | None = None,
+         late_until: int | None = None, **runner_kw) -> tuple[RealtimeRunner, np.ndarray]:
+    """An adaptive runner (20 ms blocks, 10 ms callbacks at 48 kHz) driven through `x`."""
+    runner_kw.setdefault("adaptive", AdaptiveBudget(RATE, block=960))
+    runner = RealtimeRunner(conv, block_size=960, sample_rate=RATE, chunk=960, callback_frames=480, budget=budget,
+                            **runner_kw)
+    if late_from is not None:
+        conv.gate_at = late_from
     runner.start()
     try:
-        y = _drive(runner, x, 480, conv, late_from=2 * RATE, late_until=2 * RATE + 4 * 480)
+        y = _drive(runner, x, 480, conv, late_from=late_from, late_until=late_until)
     finally:
         runner.stop()
+    return runner, y
+
+
+def test_late_blocks_raise_the_budget_once_at_a_reported_step():
+    x = impulses(4 * RATE, every=4000)
+    before = 300 + 960 + 480 + 300
+    # the block at 2 s is held up while 4 callbacks go by
+    runner, y = _run(DelayConverter(delay=300), x, 300, late_from=2 * RATE, late_until=2 * RATE + 4 * 480)
     st = runner.stats()
     after = runner.latency()
     assert st.underruns >= 1 and st.budget_raises == 1 and st.budget_auto
@@ -107,32 +115,16 @@ def test_late_blocks_raise_the_budget_once_at_a_reported_step():
 
 
 def test_the_raise_is_a_faded_dip_not_a_jump():
-    conv = DelayConverter(delay=0)
-    runner = RealtimeRunner(conv, block_size=960, sample_rate=RATE, chunk=960, callback_frames=480, budget=300,
-                            adaptive=AdaptiveBudget(RATE, block=960))
-    conv.gate_at = RATE
-    n = 3 * RATE
-    x = (0.5 * np.sin(2 * np.pi * 440 * np.arange(n) / RATE)).astype(np.float32)
-    runner.start()
-    try:
-        y = _drive(runner, x, 480, conv, late_from=RATE, late_until=RATE + 4 * 480)
-    finally:
-        runner.stop()
+    x = (0.5 * np.sin(2 * np.pi * 440 * np.arange(3 * RATE) / RATE)).astype(np.float32)
+    runner, y = _run(DelayConverter(delay=0), x, 300, late_from=RATE, late_until=RATE + 4 * 480)
     assert runner.stats().budget_raises == 1
     sine_step = 0.5 * 2 * np.pi * 440 / RATE
     assert np.abs(np.diff(y[RATE // 2:])).max() <= 1.5 * sine_step
 
 
 def test_on_time_blocks_never_move_the_latency():
-    conv = DelayConverter(delay=300)
-    runner = RealtimeRunner(conv, block_size=960, sample_rate=RATE, chunk=960, callback_frames=480, budget=200,
-                            adaptive=AdaptiveBudget(RATE, block=960))
     x = impulses(2 * RATE, every=4000)
-    runner.start()
-    try:
-        y = _drive(runner, x, 480, conv)
-    finally:
-        runner.stop()
+    runner, y = _run(DelayConverter(delay=300), x, 200)
     st = runner.stats()
     assert st.underruns == 0 and st.budget_raises == 0 and st.budget_note is None
     assert set(offsets(y, x).tolist()) == {runner.latency()} == {300 + 960 + 480 + 200}
@@ -175,15 +167,9 @@ def test_a_generous_start_is_lowered_once_at_a_reported_step():
     clock = SimClock()
     conv = TimedConverter(clock, lambda i: 0.001)
     policy = AdaptiveBudget(RATE, block=960)
-    runner = RealtimeRunner(conv, block_size=960, sample_rate=RATE, chunk=960, callback_frames=480, budget=960,
-                            adaptive=policy, stats_window=32, clock=clock)
-    before = runner.latency()
+    before = 300 + 960 + 480 + 960
     x = impulses(5 * RATE, every=4000)
-    runner.start()
-    try:
-        y = _drive(runner, x, 480, conv)
-    finally:
-        runner.stop()
+    runner, y = _run(conv, x, 960, adaptive=policy, stats_window=32, clock=clock)
     st = runner.stats()
     # (1 ms per block, summed on the simulated clock: within a sample of the exact figure)
     assert abs(runner.budget - policy.safe([0.001] * 32)) <= 1 and st.budget_raises == 0 and st.underruns == 0
@@ -195,13 +181,7 @@ def test_a_generous_start_is_lowered_once_at_a_reported_step():
 
 
 def test_no_lowering_after_a_raise():
-    conv = DelayConverter(delay=300)
-    runner = RealtimeRunner(conv, block_size=960, sample_rate=RATE, chunk=960, callback_frames=480, budget=900,
-                            adaptive=AdaptiveBudget(RATE, block=960), stats_window=16)
-    conv.gate_at = 9600                                   # late at block 10, before the window (16) is full
-    runner.start()
-    try:
-        _drive(runner, np.zeros(2 * RATE, np.float32), 480, conv, late_from=9600, late_until=9600 + 8 * 480)
-    finally:
-        runner.stop()
+    # late at block 10, long before the lowering would come (3 s)
+    runner, _ = _run(DelayConverter(delay=300), np.zeros(2 * RATE, np.float32), 900, late_from=9600,
+                     late_until=9600 + 8 * 480)
     assert runner.stats().budget_raises == 1 and runner.budget == 1350
