@@ -213,8 +213,8 @@ def test_recording_and_non_finite_input(tmp_path):
 def test_cli_runs_prints_status_and_stops(capsys):
     from engine import live
 
-    # real time: at 2x speed the built-in voice (10 ms analysis hop) ran late on a busy 2-core machine
-    be = SimulatedBackend(voiced(3.0))
+    # half speed: at 2x the built-in voice (10 ms analysis hop) ran late on a busy 2-core machine
+    be = SimulatedBackend(voiced(3.0), speed=0.5)
     cfg = SessionConfig(input_device="Sim Cable", output_device="Sim Cable", voice="builtin:dsp", settings=OPEN)
     assert live.run(cfg, seconds=2.2, session=LiveSession(be)) == 0
     out = capsys.readouterr()
