@@ -131,6 +131,7 @@ class LiveSession:
         self._plan: StreamPlan | None = None
         self._converter: Converter | None = None
         self._converter_key: tuple | None = None
+        self._measured: dict[tuple, int] = {}   # adaptive budgets measured, by (voice key, block)
         self._runner: RealtimeRunner | None = None
         self._io: AudioIO | None = None
         self._recorder: Recorder | None = None
@@ -163,7 +164,7 @@ class LiveSession:
         converter = self._converter_for(cfg, plan.rate)
         lat_in = plan.input.default_low_input_latency
         lat_out = plan.output.default_low_output_latency
-        budget, _ = self._budget_for(cfg, plan.rate, converter)
+        budget, _ = self._budget_for(cfg, plan.rate, converter, estimate=True)
         return self._breakdown(cfg, plan, converter, lat_in, lat_out, queue=0, budget=budget)
 
     def start(self, cfg: SessionConfig) -> None:
@@ -319,9 +320,11 @@ class LiveSession:
     def _runner_alive(self) -> bool:
         return self._runner is not None and self._runner.alive
 
-    def _budget_for(self, cfg: SessionConfig, rate: int, converter: Converter) -> tuple[int, AdaptiveBudget | None]:
+    def _budget_for(self, cfg: SessionConfig, rate: int, converter: Converter,
+                    estimate: bool = False) -> tuple[int, AdaptiveBudget | None]:
         """The compute budget to start with (device samples) and the adaptive policy, if any. The
-        adaptive one is measured on `converter` (a warm-up, then reset); while audio runs, the
+        adaptive one is measured on `converter` (a warm-up, then reset; `start` always measures,
+        estimates reuse the last measurement for the same voice and block); while audio runs, the
         worker owns the converter, so an estimate then takes the running budget."""
         fixed = _fixed_budget(cfg, rate)
         if fixed is not None:
@@ -330,7 +333,10 @@ class LiveSession:
         policy = AdaptiveBudget(rate, block)
         if self._runner_alive() and self._runner is not None:
             return self._runner.budget, policy
-        return policy.safe(measure_compute(converter, block, rate)), policy
+        key = (self._key(cfg, rate), block)
+        if not estimate or key not in self._measured:
+            self._measured[key] = policy.safe(measure_compute(converter, block, rate))
+        return self._measured[key], policy
 
     def _breakdown(self, cfg: SessionConfig, plan: StreamPlan, conv: Converter, lat_in: float, lat_out: float,
                    queue: int, budget: int) -> LatencyBreakdown:
