@@ -176,6 +176,8 @@ def readouts_from_stats(stats: LiveStats) -> Readouts:
         compute_p50_ms=_finite(stats.compute_p50_ms),
         compute_p99_ms=_finite(stats.compute_p99_ms),
         block_budget_ms=_finite(stats.block_budget_ms),
+        budget_auto=bool(stats.budget_auto),
+        budget_note=str(stats.budget_note or ""),
         underruns=int(stats.underruns),
         queue_depth=int(stats.queue_depth),
         provider=str(stats.provider or ""),

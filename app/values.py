@@ -113,6 +113,8 @@ class Readouts:
     compute_p50_ms: float | None = None
     compute_p99_ms: float | None = None
     block_budget_ms: float | None = None
+    budget_auto: bool = False      # measured, raised after late blocks
+    budget_note: str = ""          # the adaptive budget's last change, as a sentence
     underruns: int = 0
     queue_depth: int = 0
     provider: str = ""

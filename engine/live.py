@@ -20,7 +20,7 @@ from typing import Sequence
 from engine.audio import devices, virtual_cable
 from engine.audio.pulse import PulseError
 from engine.session import LiveSession, LiveStats, SessionConfig, SessionError
-from engine.settings import LATE_FILL_CHOICES, Settings
+from engine.settings import AUTO_BUDGET, LATE_FILL_CHOICES, Settings, parse_budget
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     timing.add_argument("--block-ms", type=float, default=Settings.block_ms)
     timing.add_argument("--lookahead-ms", type=float, default=Settings.lookahead_ms)
     timing.add_argument("--crossfade-ms", type=float, default=Settings.crossfade_ms)
-    timing.add_argument("--compute-budget-ms", type=float,
-                        help="how late a block may be and still play on time (default: one block)")
+    timing.add_argument("--compute-budget-ms", type=_budget_arg, default=AUTO_BUDGET, metavar="auto|N",
+                        help="how late a block may be and still play on time: auto (default: measured, "
+                             "raised when blocks come late) or a fixed number of ms")
     timing.add_argument("--late-fill", choices=LATE_FILL_CHOICES, default="silence",
                         help="what plays when a block is late")
     levels = p.add_argument_group("levels")
@@ -56,12 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _budget_arg(text: str) -> float:
+    try:
+        return parse_budget(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def status_line(st: LiveStats) -> str:
     """One line of readouts."""
     lat = f"{st.latency.total_ms:.0f} ms" if st.latency is not None else "?"
     p50 = "-" if st.compute_p50_ms is None else f"{st.compute_p50_ms:.1f}"
     p99 = "-" if st.compute_p99_ms is None else f"{st.compute_p99_ms:.1f}"
-    budget = "" if st.block_budget_ms is None else f" / budget {st.block_budget_ms:.0f}"
+    budget = "" if st.block_budget_ms is None else \
+        f" / budget {st.block_budget_ms:.1f}{' auto' if st.budget_auto else ''}"
     return (f"latency {lat} | compute p50 {p50} p99 {p99} ms{budget} | underruns {st.underruns} | "
             f"in {st.input_level_db:6.1f} dB  out {st.output_level_db:6.1f} dB")
 
@@ -130,12 +139,18 @@ def run(cfg: SessionConfig, seconds: float | None, session: LiveSession | None =
         session.stop()
         return 130
     tty = sys.stdout.isatty()
+    said: set[str | None] = {None, *session.stats().notes}   # the plan's notes came with "running"
     end = None if seconds is None else time.monotonic() + seconds
     try:
         while not failed.is_set() and (end is None or time.monotonic() < end):
             failed.wait(1.0 if end is None else max(0.0, min(1.0, end - time.monotonic())))
             if session.running:
-                line = status_line(session.stats())
+                st = session.stats()
+                for note in (st.budget_note, *st.notes):
+                    if note not in said:           # a budget change or a resync: say why, once
+                        said.add(note)
+                        print(("\n" if tty else "") + f"[note] {note}", file=sys.stderr, flush=True)
+                line = status_line(st)
                 print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
     except KeyboardInterrupt:
         pass

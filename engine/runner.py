@@ -22,6 +22,15 @@ a chunk is complete) + one callback (audio arrives a callback at a time) + the c
 (how late a converter block may finish and still be on time; one block by default, the real-time
 limit).
 
+Adaptive budget (`adaptive=AdaptiveBudget(...)`, see `engine.budget`): the caller starts the runner
+with a measured budget; when a block comes late the worker raises it (`back_off`); once
+`TIGHTEN_AFTER_S` of blocks have run since the start without a late block, the worker lowers it to
+what the running compute times call for (`tighten`: only when that saves a quarter or more, and
+never again after a raise). Each reader adopts a new prefill at its next callback with a faded dip
+(fade out, then fade in at the new position: the latency steps by exactly the budget change,
+reported in `RunnerStats`). Nothing else moves the read position but the split streams'
+re-anchoring below.
+
 Duplex streams call `process` (input and output of one callback, locked to one position
 counter). Split streams call `push` from the input callback and `pull` from the output callback;
 the output is anchored to the input position when it starts and re-anchored if the two clocks
@@ -34,10 +43,11 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from engine.budget import TIGHTEN_AFTER_S, AdaptiveBudget
 from engine.ringbuffer import SampleRing
 from engine.settings import LATE_FILL_CHOICES
 
@@ -76,9 +86,13 @@ class _Reader:
         self.gain = 1.0               # current wet weight of the late-fill crossfade
         self.last = 0.0               # last wet sample (held while fading to the fill)
         self.lag_avg = 0.0            # split: smoothed input-vs-output offset, for drift detection
+        self.steady = 0               # split: samples played since the last anchoring
+        self._recent = np.zeros(16, np.float64)   # split: the last raw offsets (a step's size)
+        self._recent_i = 0
         self.settle_until = 0.0
         self.last_pull = 0.0
         self.jumped = False           # a drift resync moved the read position: fade across the jump
+        self.prefill = runner.prefill   # adopted from the runner at a callback start (budget changes)
         m = runner.max_frames
         self._wet = np.zeros(m, np.float32)
         self._fill = np.zeros(m, np.float32)
@@ -87,7 +101,7 @@ class _Reader:
 
     def next_abs(self) -> int:
         """The converter-output position this stream plays next."""
-        return self.pos + (self.anchor or 0) - self.r.prefill
+        return self.pos + (self.anchor or 0) - self.prefill
 
     def pull(self, out: np.ndarray, now: float) -> tuple[int, int]:
         """Fill `out` with this stream's next samples; returns (late samples, abs position)."""
@@ -102,6 +116,9 @@ class _Reader:
 
     def _pull(self, out: np.ndarray, now: float) -> tuple[int, int]:
         r, n = self.r, len(out)
+        if self.prefill != r.prefill:
+            self.prefill = r.prefill   # the budget changed: a dip across the jump, like a drift resync
+            self.jumped = True
         if not self.locked and not self._anchored(now, n):
             out[:] = 0.0
             self.pos += n
@@ -168,15 +185,38 @@ class _Reader:
                 self.settle_until = now + r.settle_s
             self.anchor = r.in_ring.end - self.pos - r.split_margin
             self.lag_avg = float(r.split_margin)
+            self.steady, self._recent_i = 0, 0
             return False
         self.lag_avg += (lag - self.lag_avg) * min(1.0, n / r.drift_window)
-        if abs(self.lag_avg - r.split_margin) > r.drift_tolerance:
-            shift = int(round(self.lag_avg - r.split_margin))
-            self.anchor += shift          # the two clocks drifted apart: jump back to the fixed latency
-            self.lag_avg -= shift
-            self.jumped = True
-            r.resyncs += 1
+        self._recent[self._recent_i % len(self._recent)] = lag
+        self._recent_i += 1
+        self.steady += n
+        # Until the average has seen a whole window only a gross offset counts; once settled, a
+        # step of more than a callback does too (the callbacks' phase alone moves the mean lag by
+        # up to one): a driver underrun's lost output callbacks are never made up, so without this
+        # the latency would stay that much higher.
+        tolerance = r.drift_tolerance if self.steady < r.drift_window else r.step_tolerance
+        if abs(self.lag_avg - r.split_margin) > tolerance:
+            # When the recent offsets agree (a step, not jitter), move by their mean at once; the
+            # slow average only says that it moved.
+            agree = self._recent_i >= len(self._recent) and \
+                self._recent.max() - self._recent.min() <= 3 * r.split_margin
+            offset = float(self._recent.sum()) / len(self._recent) if agree else self.lag_avg
+            shift = int(round(offset - r.split_margin))
+            self._shift(shift)
+            self.lag_avg = offset - shift
+            if abs(shift) >= r.split_margin and self.steady >= r.drift_window:
+                how = "fell behind the input by" if shift > 0 else "ran ahead of the input by"
+                r.resync_note = (f"The output {how} {1000.0 * abs(shift) / r.rate:.0f} ms (a driver underrun or a "
+                                 "stalled device); re-synced to the fixed latency with a short fade.")
         return True
+
+    def _shift(self, shift: int) -> None:
+        """Move the read position by `shift` samples (a dip, not a step; counted as a resync)."""
+        self.anchor = (self.anchor or 0) + shift
+        self._recent -= shift
+        self.jumped = True
+        self.r.resyncs += 1
 
 
 class _Window:
@@ -189,6 +229,9 @@ class _Window:
     def add(self, value: float) -> None:
         self._v[self._i % len(self._v)] = value
         self._i += 1
+
+    def values(self) -> np.ndarray:
+        return self._v[np.isfinite(self._v)]
 
     def percentile(self, q: float) -> float | None:
         v = self._v[np.isfinite(self._v)]
@@ -203,12 +246,16 @@ class RunnerStats:
     compute_p50_ms: float | None
     compute_p99_ms: float | None
     block_budget_ms: float
+    budget_auto: bool              # the budget adapts (raised after late blocks)
+    budget_raises: int             # times it was raised while running
+    budget_note: str | None        # the last change, as a sentence
     underruns: int
     late_samples: int
     queue_depth: int               # converted samples ready ahead of the main output
     input_backlog: int             # captured samples the worker has not taken yet
     skipped_samples: int           # input the worker dropped to catch up after a long stall
-    resyncs: int                   # split streams: re-anchors after clock drift
+    resyncs: int                   # split streams: re-anchors after clock drift or a latency step
+    resync_note: str | None        # the last step that was corrected, as a sentence
     input_latency_ms: float | None   # from the callback time stamps (None: host gave none)
     output_latency_ms: float | None
     queue_ms: float | None           # split streams: measured input-to-output callback offset
@@ -231,18 +278,25 @@ class RealtimeRunner:
     vary it; any size up to `max_frames` works, larger ones are only at risk of being late).
     `budget`: compute budget in samples (default `block_size`). `prefill` overrides
     `chunk + callback_frames + budget`. Total latency inside the program: `latency()` samples.
+    `adaptive`: raise the budget after late blocks (see the module docstring). `clock`: what times
+    the converter calls (tests pass a simulated clock).
     """
 
     def __init__(self, converter: StreamConverter, block_size: int, *, sample_rate: int,
                  chunk: int | None = None, callback_frames: int | None = None, budget: int | None = None,
                  prefill: int | None = None, late_fill: str = "silence", fade_ms: float = 5.0,
                  max_frames: int = 16384, history_s: float = 4.0, stats_window: int = 256,
-                 settle_s: float = 0.25) -> None:
+                 settle_s: float = 0.25, adaptive: AdaptiveBudget | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         if block_size <= 0 or sample_rate <= 0:
             raise ValueError("block_size and sample_rate must be positive")
         if late_fill not in LATE_FILL_CHOICES:
             raise ValueError(f"late_fill must be one of {LATE_FILL_CHOICES}, got {late_fill!r}")
+        if adaptive is not None and prefill is not None:
+            raise ValueError("an adaptive budget sets the prefill itself: pass budget, not prefill")
         self.converter = converter
+        self.adaptive = adaptive
+        self._clock = clock
         self.rate = int(sample_rate)
         self.block_size = int(block_size)
         self.chunk = int(chunk or max(1, min(block_size, round(0.01 * sample_rate))))
@@ -256,9 +310,14 @@ class RealtimeRunner:
         self.split_margin = self.callback_frames
         self.drift_tolerance = 3 * self.callback_frames + round(0.01 * sample_rate)
         self.drift_window = 2.0 * sample_rate
+        # Once settled, the smoothed offset may stray this far before a resync: a latency step
+        # after a driver underrun is corrected (it was kept while it stayed under drift_tolerance).
+        self.step_tolerance = self.callback_frames + round(0.005 * sample_rate)
+        self.resync_note: str | None = None
         fade = max(1, round(fade_ms * sample_rate / 1000.0))
         self.ramp = (np.arange(1, self.max_frames + 1, dtype=np.float32) / fade).astype(np.float32)
-        capacity = max(round(history_s * sample_rate), 4 * (self.prefill + self.converter_latency + self.max_frames))
+        most = self.prefill if adaptive is None else self.chunk + self.callback_frames + max(self.budget, adaptive.ceiling)
+        capacity = max(round(history_s * sample_rate), 4 * (most + self.converter_latency + self.max_frames))
         self.in_ring = SampleRing(capacity)
         self.out_ring = SampleRing(capacity)
         self._readers = [_Reader(self, locked=False), _Reader(self, locked=False)]
@@ -270,6 +329,12 @@ class RealtimeRunner:
         self.resyncs = 0
         self.skipped = 0
         self.blocks_processed = 0
+        self.budget_raises = 0
+        self.budget_note: str | None = None
+        self._underruns_seen = 0
+        self._hold_until = 0           # input position before which late blocks belong to the last raise
+        # blocks processed before the budget may be lowered (once)
+        self._tighten_at = max(32, math.ceil(TIGHTEN_AFTER_S * self.rate / self.block_size))
         self._compute = _Window(stats_window)
         self._in_lat = _Window(64)
         self._out_lat = _Window(64)
@@ -409,9 +474,9 @@ class RealtimeRunner:
                     continue
                 x = block[:n]
                 self.in_ring.read_into(k, x)
-                t0 = time.perf_counter()
+                t0 = self._clock()
                 y = np.asarray(self.converter.process(x), dtype=np.float32)
-                acc_t += time.perf_counter() - t0
+                acc_t += self._clock() - t0
                 if y.shape != (n,):
                     raise RuntimeError(f"the converter returned {y.shape} samples for {n}")
                 if not np.isfinite(y).all():
@@ -428,8 +493,52 @@ class RealtimeRunner:
                         self._compute.add(acc_t / blocks)
                     self.blocks_processed += blocks
                     acc_t, acc_n = acc_t * (acc_n % self.block_size) / acc_n, acc_n % self.block_size
+                if self.adaptive is not None and self.underruns != self._underruns_seen:
+                    self._late_blocks()
+                elif self.adaptive is not None and self.blocks_processed >= self._tighten_at > 0:
+                    self._tighten()
         except Exception as exc:  # noqa: BLE001 - any failure of the voice ends the session with a reason
             self.fault = f"The voice stopped working: {type(exc).__name__}: {exc}"
+
+    def _late_blocks(self) -> None:
+        """Worker: blocks came late. Raise the budget once per episode (late blocks until the readers
+        have played past the raise are the same episode), the readers adopt it with a dip."""
+        late, self._underruns_seen = self.underruns - self._underruns_seen, self.underruns
+        if self._work_pos < self._hold_until or self.adaptive is None:
+            return
+        recent = self._compute.values()
+        new = self.adaptive.back_off(self.budget, recent)
+        if new <= self.budget:
+            self.budget_note = (f"Blocks came late, but the compute budget is already at its limit "
+                                f"({self.adaptive.ms(self.budget):.1f} ms): this machine is too slow for this block size.")
+            return
+        old = self.budget
+        self._set_budget(new)
+        self.budget_raises += 1
+        self._tighten_at = 0          # a raise proves the measurement short: never lower again
+        self._hold_until = self._work_pos + 2 * self.prefill + self.chunk
+        self.budget_note = (f"{late} late block(s): compute budget raised from {self.adaptive.ms(old):.1f} to "
+                            f"{self.adaptive.ms(new):.1f} ms (latency +{self.adaptive.ms(new - old):.1f} ms, "
+                            "one short fade).")
+
+    def _tighten(self) -> None:
+        """Worker, once: lower the budget to what the running compute times need, if that saves a
+        quarter of it or more (the warm-up's few blocks may have caught a slow moment)."""
+        self._tighten_at = 0
+        assert self.adaptive is not None
+        new = self.adaptive.safe(self._compute.values())
+        if new > 0.75 * self.budget:
+            return
+        old = self.budget
+        self._set_budget(new)
+        self.budget_note = (f"compute budget lowered from {self.adaptive.ms(old):.1f} to {self.adaptive.ms(new):.1f} ms "
+                            f"after {self.blocks_processed} blocks on time (latency -{self.adaptive.ms(old - new):.1f} ms, "
+                            "one short fade).")
+
+    def _set_budget(self, new: int) -> None:
+        """The readers adopt the new prefill at their next callback (with a dip)."""
+        self.budget = new
+        self.prefill = self.chunk + self.callback_frames + new
 
     def _apply_updates(self) -> None:
         while True:
@@ -469,10 +578,11 @@ class RealtimeRunner:
         return RunnerStats(
             blocks_processed=self.blocks_processed,
             compute_p50_ms=_ms(self._compute.percentile(50)), compute_p99_ms=_ms(self._compute.percentile(99)),
-            block_budget_ms=1000.0 * self.budget / self.rate,
+            block_budget_ms=1000.0 * self.budget / self.rate, budget_auto=self.adaptive is not None,
+            budget_raises=self.budget_raises, budget_note=self.budget_note,
             underruns=self.underruns, late_samples=self.late_samples, queue_depth=int(depth),
             input_backlog=int(self.in_ring.end - self._work_pos), skipped_samples=self.skipped,
-            resyncs=self.resyncs,
+            resyncs=self.resyncs, resync_note=self.resync_note,
             input_latency_ms=_ms(in_lat), output_latency_ms=_ms(out_lat),
             queue_ms=None if q is None else 1000.0 * q / self.rate,
             input_level_db=_db(self._in_ms), output_level_db=_db(self._out_ms), fault=self.fault)

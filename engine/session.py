@@ -32,7 +32,8 @@ from engine.voice_core import VoiceCore
 from engine.audio.devices import DeviceError
 from engine.latency import LatencyBreakdown, end_to_end, ms_to_samples
 from engine.audio.recorder import Recorder
-from engine.settings import Settings
+from engine.settings import AUTO_BUDGET, Settings
+from engine.budget import AdaptiveBudget, measure_compute
 from engine.runner import RealtimeRunner
 
 VoiceSpec = str | Callable[[Settings], VoiceCore]
@@ -48,9 +49,11 @@ class SessionConfig:
     """What to run. Devices: PortAudio index, name (or `pulse:NAME` on Linux), None = default.
 
     `voice`: "builtin:dsp", a voice-pack folder, or a callable `Settings -> VoiceCore`.
-    `compute_budget_ms`: how late a block may finish and still play on time (None = one block, the
-    real-time limit; a fast GPU can take less, for less latency). `callback_ms`: driver buffer size
-    asked for. `exclusive`: WASAPI exclusive mode (Windows only).
+    `compute_budget_ms`: how late a block may finish and still play on time (None = the setting
+    `Settings.compute_budget_ms`; `AUTO_BUDGET` = measured and adaptive, see engine.budget).
+    `callback_ms`: driver buffer size asked for (None: a quarter block, at most 10 ms; PortAudio's
+    ALSA/PulseAudio buffer is two callbacks, so 5 ms callbacks at 20 ms blocks hold ~5-10 ms less
+    in each direction, measured). `exclusive`: WASAPI exclusive mode (Windows only).
     """
 
     input_device: int | str | None = None
@@ -62,7 +65,7 @@ class SessionConfig:
     settings: Settings = field(default_factory=Settings)
     record_dir: str | Path | None = None
     compute_budget_ms: float | None = None
-    callback_ms: float = 10.0
+    callback_ms: float | None = None
     exclusive: bool = False
 
 
@@ -81,6 +84,8 @@ class LiveStats:
     compute_p50_ms: float | None = None
     compute_p99_ms: float | None = None
     block_budget_ms: float | None = None
+    budget_auto: bool = False                  # the budget is measured and raised after late blocks
+    budget_note: str | None = None             # its last change, as a sentence
     underruns: int = 0
     queue_depth: int = 0
     provider: str = ""
@@ -95,11 +100,11 @@ class LiveStats:
     notes: tuple[str, ...] = ()
 
 
-def _compute_budget(cfg: SessionConfig, rate: int, block: int) -> int:
-    """Device samples a block may take to convert: the config's override, else the setting
-    (`Settings.compute_budget_ms`, 0 = one block)."""
+def _fixed_budget(cfg: SessionConfig, rate: int) -> int | None:
+    """Device samples a block may take to convert (the config's override, else the setting), or
+    None for the adaptive budget."""
     ms = cfg.compute_budget_ms if cfg.compute_budget_ms is not None else cfg.settings.compute_budget_ms
-    return ms_to_samples(ms, rate) if ms else block
+    return None if ms == AUTO_BUDGET else ms_to_samples(ms, rate)
 
 
 def core_factory(voice: VoiceSpec) -> Callable[[Settings], VoiceCore]:
@@ -126,6 +131,7 @@ class LiveSession:
         self._plan: StreamPlan | None = None
         self._converter: Converter | None = None
         self._converter_key: tuple | None = None
+        self._measured: dict[tuple, int] = {}   # adaptive budgets measured, by (voice key, block)
         self._runner: RealtimeRunner | None = None
         self._io: AudioIO | None = None
         self._recorder: Recorder | None = None
@@ -158,7 +164,8 @@ class LiveSession:
         converter = self._converter_for(cfg, plan.rate)
         lat_in = plan.input.default_low_input_latency
         lat_out = plan.output.default_low_output_latency
-        return self._breakdown(cfg, plan, converter, lat_in, lat_out, queue=0)
+        budget, _ = self._budget_for(cfg, plan.rate, converter, estimate=True)
+        return self._breakdown(cfg, plan, converter, lat_in, lat_out, queue=0, budget=budget)
 
     def start(self, cfg: SessionConfig) -> None:
         """Load the voice, open the devices and start; raises SessionError (after on_state "error")."""
@@ -188,9 +195,10 @@ class LiveSession:
         converter.reset()
         s = cfg.settings
         block = ms_to_samples(s.block_ms, plan.rate)
-        budget = _compute_budget(cfg, plan.rate, block)
+        budget, adaptive = self._budget_for(cfg, plan.rate, converter)
         runner = RealtimeRunner(converter, block, sample_rate=plan.rate, chunk=block, callback_frames=plan.frames,
-                                budget=budget, late_fill=s.late_fill, max_frames=max(16384, 8 * plan.frames))
+                                budget=budget, adaptive=adaptive, late_fill=s.late_fill,
+                                max_frames=max(16384, 8 * plan.frames))
         recorder = None
         if cfg.record_dir:
             recorder = Recorder(cfg.record_dir, plan.rate)
@@ -266,20 +274,23 @@ class LiveSession:
         queue = rs.queue_ms * plan.rate / 1000.0 if rs.queue_ms is not None else float(runner.split_margin)
         return LiveStats(
             state=self._state, error=self._error,
-            latency=self._breakdown(cfg, plan, conv, lat_in, lat_out, queue=max(0, round(queue))),
+            latency=self._breakdown(cfg, plan, conv, lat_in, lat_out, queue=max(0, round(queue)), budget=runner.budget),
             compute_p50_ms=rs.compute_p50_ms, compute_p99_ms=rs.compute_p99_ms, block_budget_ms=rs.block_budget_ms,
+            budget_auto=rs.budget_auto, budget_note=rs.budget_note,
             underruns=rs.underruns, queue_depth=rs.queue_depth,
             provider=str(getattr(conv, "provider", "")), provider_note=str(getattr(conv, "provider_note", "")),
             input_level_db=rs.input_level_db, output_level_db=rs.output_level_db,
             blocks_processed=rs.blocks_processed, recording_paths=self._recording, sample_rate=plan.rate,
             device_xruns=io.xruns if io is not None else 0,
-            stream_latency_ms=(1000.0 * reported_in, 1000.0 * reported_out), notes=plan.notes)
+            stream_latency_ms=(1000.0 * reported_in, 1000.0 * reported_out),
+            notes=plan.notes + ((rs.resync_note,) if rs.resync_note else ()))
 
     # --- internals -----------------------------------------------------------------------------------
     def _plan_for(self, cfg: SessionConfig) -> StreamPlan:
         return plan_streams(self.backend, input=cfg.input_device, output=cfg.output_device,
                             monitor=cfg.monitor_device, sample_rate=cfg.sample_rate, input_channel=cfg.input_channel,
-                            callback_ms=cfg.callback_ms, exclusive=cfg.exclusive)
+                            callback_ms=cfg.callback_ms if cfg.callback_ms is not None else min(10.0, cfg.settings.block_ms / 4),
+                            exclusive=cfg.exclusive)
 
     @staticmethod
     def _key(cfg: SessionConfig, rate: int) -> tuple:
@@ -309,10 +320,27 @@ class LiveSession:
     def _runner_alive(self) -> bool:
         return self._runner is not None and self._runner.alive
 
+    def _budget_for(self, cfg: SessionConfig, rate: int, converter: Converter,
+                    estimate: bool = False) -> tuple[int, AdaptiveBudget | None]:
+        """The compute budget to start with (device samples) and the adaptive policy, if any. The
+        adaptive one is measured on `converter` (a warm-up, then reset; `start` always measures,
+        estimates reuse the last measurement for the same voice and block); while audio runs, the
+        worker owns the converter, so an estimate then takes the running budget."""
+        fixed = _fixed_budget(cfg, rate)
+        if fixed is not None:
+            return fixed, None
+        block = ms_to_samples(cfg.settings.block_ms, rate)
+        policy = AdaptiveBudget(rate, block)
+        if self._runner_alive() and self._runner is not None:
+            return self._runner.budget, policy
+        key = (self._key(cfg, rate), block)
+        if not estimate or key not in self._measured:
+            self._measured[key] = policy.safe(measure_compute(converter, block, rate))
+        return self._measured[key], policy
+
     def _breakdown(self, cfg: SessionConfig, plan: StreamPlan, conv: Converter, lat_in: float, lat_out: float,
-                   queue: int) -> LatencyBreakdown:
+                   queue: int, budget: int) -> LatencyBreakdown:
         block = ms_to_samples(cfg.settings.block_ms, plan.rate)
-        budget = _compute_budget(cfg, plan.rate, block)
         alg = dataclasses.replace(conv.latency_breakdown(), block=block)
         margin = plan.frames + budget + (queue if not plan.duplex else 0)
         return end_to_end(alg, max(0.0, lat_in), max(0.0, lat_out), queue_prefill=margin)

@@ -35,6 +35,23 @@ _RANGES: dict[str, tuple[float, float]] = {
 
 LATE_FILL_CHOICES = ("silence", "dry")
 
+#: `Settings.compute_budget_ms` value meaning "measure it" (the adaptive budget, the default).
+AUTO_BUDGET = 0.0
+
+
+def parse_budget(text: str) -> float:
+    """'auto' -> AUTO_BUDGET, 'N' -> N ms (N > 0); anything else is a ValueError with one sentence."""
+    if text.strip().lower() == "auto":
+        return AUTO_BUDGET
+    try:
+        ms = float(text)
+    except ValueError:
+        raise ValueError(f"the compute budget is 'auto' or a number of milliseconds, got {text!r}") from None
+    lo, hi = _RANGES["compute_budget_ms"]
+    if not lo < ms <= hi:
+        raise ValueError(f"a fixed compute budget must be above {lo:g} and at most {hi:g} ms, got {text!r}")
+    return ms
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -45,8 +62,8 @@ class Settings:
     crossfade_ms: float = 20.0
     context_ms: float = 500.0        # past audio the content encoder sees (compute only, not latency)
     # How late a block's conversion may finish and still play on time; part of the delay.
-    # 0 = one block: safe whenever converting a block takes less than its duration. A machine that
-    # converts a block in a fraction of it can use less (watch the dropout counter).
+    # AUTO_BUDGET (0) = measured: the smallest safe value for this voice on this machine, raised
+    # (and reported) when blocks come late (engine.budget). A number = fixed, in ms.
     compute_budget_ms: float = 0.0
     pitch: float = 0.0
     speaker: int = 0

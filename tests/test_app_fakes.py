@@ -54,6 +54,8 @@ class FakeStats:
     sample_rate: int | None = None
     device_xruns: int = 0
     notes: tuple[str, ...] = ()
+    budget_auto: bool = False
+    budget_note: str | None = None
 
 
 @dataclass(frozen=True)

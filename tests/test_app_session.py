@@ -58,7 +58,7 @@ def test_readouts_change_while_running(qtbot, tmp_path: Path) -> None:
     assert "measured" in panel.latency_title.text()
     assert panel.latency_values["Input buffer"].text() == "12.0 ms"  # the measured, not the estimated, 10
     assert panel.total_value.text() == "168 ms"  # 12 + 80 + 40 + 20 + 2 + 14
-    assert "budget" in panel.compute_text.text() and "80 ms" in panel.compute_text.text()
+    assert "budget" in panel.compute_text.text() and "80.0 ms" in panel.compute_text.text()
     assert panel.provider.text() == "Provider: CPU"
     assert "CUDA is not available" in panel.provider_note.text()
     assert panel.input_meter.level_db > -60 and panel.output_meter.level_db > -60
@@ -148,3 +148,20 @@ def test_bridge_accepts_a_session_instance_without_window(qtbot, tmp_path: Path)
     qtbot.waitUntil(lambda: len(session.started) == 2, timeout=3000)  # voice change restarts
     bridge.shutdown()
     assert not session.running
+
+
+def test_readouts_say_the_budget_is_auto_and_why_it_changed(qtbot, tmp_path: Path) -> None:
+    """The adaptive budget's state reaches the readouts: '(auto)' beside the budget, its last change
+    (and any latency resync) among the notes."""
+    from app.engine_adapter import readouts_from_stats
+    from engine.session import LiveStats
+
+    window = build_window(qtbot, tmp_path)
+    panel = window.readouts_panel
+    note = "1 late block(s): compute budget raised from 6.2 to 9.4 ms (latency +3.1 ms, one short fade)."
+    resync = "The output fell behind the input by 25 ms (a driver underrun or a stalled device); re-synced."
+    stats = LiveStats(state="running", compute_p50_ms=3.0, compute_p99_ms=5.0, block_budget_ms=9.4, budget_auto=True,
+                      budget_note=note, notes=(resync,))
+    panel.show_readouts(readouts_from_stats(stats))
+    assert "of 9.4 ms budget (auto)" in panel.compute_text.text()
+    assert note in panel.notes.text() and resync in panel.notes.text() and not panel.notes.isHidden()

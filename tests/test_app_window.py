@@ -136,7 +136,7 @@ def test_timing_shows_latency_before_start(qtbot, tmp_path: Path) -> None:
     assert window.readouts_panel.total_value.text() == "122 ms"
     assert "estimate" in window.readouts_panel.latency_title.text()
     assert window.bridge.session_config().settings.block_ms == 40.0
-    assert timing.budget.text() == "1 block (safe)"
+    assert timing.budget.text() == "Auto (measured)"
     timing.budget.setValue(20)
     assert window.bridge.session_config().settings.compute_budget_ms == 20.0
 

@@ -50,7 +50,7 @@ def test_sine_in_odd_chunks_equals_one_shot(in_rate: int, out_rate: int) -> None
     x = (0.6 * np.sin(2 * np.pi * 997 * t) + 0.3 * np.sin(2 * np.pi * 3001 * t)).astype(np.float32)
     r = StreamResampler(in_rate, out_rate)
     y = np.concatenate([_stream(r, x, [7, 333, 1, 4099, 160]), r.flush()])
-    ref = soxr.resample(x, in_rate, out_rate, quality="HQ")
+    ref = soxr.resample(x, in_rate, out_rate, quality=r.quality)
     d = StreamResampler(in_rate, out_rate).delay
     got = y[d:d + len(ref)]
     n = min(len(got), len(ref))
@@ -91,3 +91,24 @@ def test_stereo_and_errors() -> None:
         r.process(np.zeros(10, np.float32))
     with pytest.raises(ValueError, match="quality"):
         StreamResampler(48000, 24000, quality="best")
+
+
+@pytest.mark.parametrize("in_rate, out_rate, expected", [(48000, 24000, "MQ"), (24000, 48000, "MQ"),
+                                                         (44100, 24000, "HQ"), (24000, 44100, "HQ")])
+def test_default_quality_is_the_shortest_transparent_one(in_rate: int, out_rate: int, expected: str) -> None:
+    """The default is transparent (error >= 80 dB down over the model's band, aliases included) and
+    no quality with a shorter delay is."""
+    from engine.resample import TRANSPARENT_SNR_DB, measure_reach, resampling_snr_db
+
+    r = StreamResampler(in_rate, out_rate)
+    assert r.quality == expected
+    assert resampling_snr_db(in_rate, out_rate, r.quality) >= TRANSPARENT_SNR_DB
+    shorter = [q for q in ("LQ", "MQ", "HQ", "VHQ") if measure_reach(in_rate, out_rate, q)[0] < r.delay]
+    assert shorter and all(resampling_snr_db(in_rate, out_rate, q) < TRANSPARENT_SNR_DB for q in shorter)
+
+
+def test_snr_measure_catches_aliasing() -> None:
+    """LQ's passband ends near 8 kHz, so the 10 kHz band test must fail it: the measure can fail."""
+    from engine.resample import TRANSPARENT_SNR_DB, resampling_snr_db
+
+    assert resampling_snr_db(48000, 24000, "LQ") < TRANSPARENT_SNR_DB

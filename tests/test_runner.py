@@ -455,3 +455,35 @@ def test_callbacks_larger_than_max_frames_still_work():
         runner.stop()
     d = runner.latency()
     np.testing.assert_array_equal(y[d:], x[:len(x) - d])
+
+
+def test_split_output_that_falls_behind_is_resynced_to_the_fixed_latency():
+    """A driver underrun: the output stream loses 3 callbacks (30 ms) that are never made up, so
+    everything after would play 30 ms late (less than the drift tolerance: it used to stay). The runner notices the settled input-output offset
+    step, says so, and moves back to the fixed latency with one faded resync."""
+    conv = DelayConverter(delay=100)
+    runner = RealtimeRunner(conv, block_size=960, sample_rate=RATE, chunk=480, callback_frames=480, settle_s=0.25)
+    runner.start()
+    n = 7 * RATE
+    x = impulses(n, every=4000)
+    out = np.zeros(480, np.float32)
+    played = np.zeros(n + RATE, np.float32)     # by output clock sample
+    clock = 0                                   # output callbacks so far (the device clock)
+    stall = range(3 * RATE, 3 * RATE + 3 * 480)
+    try:
+        for k in range(0, n, 480):
+            t = k / RATE
+            runner.push(x[k:k + 480], now=t)
+            wait_until(lambda: runner.processed_position >= k + 480)
+            if k in stall:
+                continue                        # the output callback never came
+            runner.pull(out, now=t + 160 / RATE)
+            played[k:k + 480] = out             # played at wall-clock position k
+            clock += 1
+    finally:
+        runner.stop()
+    st = runner.stats()
+    offs = offsets(played, x)
+    before, after = offs[(offs > 0)][:20], offs[-20:]
+    assert len(set(before.tolist())) == 1 and set(after.tolist()) == set(before.tolist())
+    assert st.resyncs == 1 and "fell behind the input by 30 ms" in st.resync_note

@@ -177,3 +177,25 @@ def test_a_long_file_converts_whole_in_one_block(ppg_pack: Path) -> None:
     streamed = convert_whole(conv, x, block=960)
     assert len(whole) == len(x)
     assert _snr(whole[960:], streamed[960:]) >= 40.0
+
+
+@pytest.mark.parametrize("crossfade_24k", [0, 256])
+def test_the_converter_adds_no_crossfade_of_its_own(crossfade_24k):
+    """An exact core (crossfade_24k = 0, e.g. a stateful one) costs no crossfade delay: the
+    converter's latency is the core's own delay + resamplers, whatever `Settings.crossfade_ms` says;
+    a windowed core's crossfade is shown as such and not added a second time."""
+
+    class Core(IdentityCore):
+        pass
+
+    Core.crossfade_24k = crossfade_24k
+    settings = Settings(gate_db=-120, crossfade_ms=40.0)
+    plain = Converter(lambda s: IdentityCore(640 + crossfade_24k), settings, 48000)
+    conv = Converter(lambda s: Core(640 + crossfade_24k), settings, 48000)
+    assert conv.latency() == plain.latency()
+    parts = conv.latency_breakdown()
+    assert parts.crossfade == 2 * crossfade_24k and parts.algorithmic == conv.latency()
+    x = np.zeros(4800, np.float32)
+    x[100] = 1.0
+    y = np.concatenate([conv.process(x), conv.flush()])
+    assert int(np.argmax(np.abs(y))) == 100 + conv.latency()

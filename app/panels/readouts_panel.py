@@ -120,13 +120,15 @@ class ReadoutsPanel(QGroupBox):
         else:
             colour = budget_colour(p99, budget)
             verdict = "OK" if p99 < 0.7 * budget else "near the limit" if p99 < budget else "TOO SLOW: dropouts"
-            self.compute_text.setText(f"p50 {p50:.1f} ms · p99 {p99:.1f} ms of {budget:.0f} ms budget — {verdict}")
+            kind = " (auto)" if readouts.budget_auto else ""
+            self.compute_text.setText(f"p50 {p50:.1f} ms · p99 {p99:.1f} ms of {budget:.1f} ms budget{kind} — {verdict}")
             self.compute_text.setStyleSheet(f"color: {colour.name()}; font-weight: bold;" if colour else "")
         self.underruns.setText(f"Dropouts: {readouts.underruns} late blocks · {readouts.device_xruns} driver xruns")
         bad = readouts.underruns or readouts.device_xruns
         self.underruns.setStyleSheet("color: #e74c3c; font-weight: bold;" if bad else "")
-        self.notes.setText("\n".join(readouts.notes))
-        self.notes.setVisible(bool(readouts.notes))
+        notes = readouts.notes + ((readouts.budget_note,) if readouts.budget_note else ())
+        self.notes.setText("\n".join(notes))
+        self.notes.setVisible(bool(notes))
         if readouts.provider:
             self.provider.setText(f"Provider: {readouts.provider}")
             self.provider_note.setText(readouts.provider_note or "The fastest available provider is in use.")

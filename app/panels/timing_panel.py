@@ -42,10 +42,11 @@ class TimingPanel(QGroupBox):
         self.lookahead = _spin(0, 200, 5, "Future audio the voice model may listen to. Better consonants, "
                                           "more delay.")
         self.crossfade = _spin(0, 100, 5, "Overlap used to join blocks without clicks. Part of the delay.")
-        self.budget = _spin(0, 500, 5, "How long converting one block may take and still play on time. Part of "
-                                       "the delay. If 'Compute per block' stays far below the block, lower it; "
-                                       "if dropouts appear, raise it.")
-        self.budget.setSpecialValueText("1 block (safe)")
+        self.budget = _spin(0, 500, 1, "How long converting one block may take and still play on time. Part of "
+                                       "the delay. Auto (the default) measures your voice on this machine, uses "
+                                       "the smallest safe value and raises it (with a short fade, shown in the "
+                                       "readouts) if blocks come late. A number fixes it.")
+        self.budget.setSpecialValueText("Auto (measured)")
         self.estimate = QLabel("Estimated delay: —")
         self.estimate.setObjectName("latencyEstimate")
         self.estimate.setStyleSheet("font-size: 16pt; font-weight: bold;")
