@@ -31,6 +31,8 @@ PACKAGING = REPO / "packaging"
 sys.path.insert(0, str(PACKAGING))
 import bundle_rules as rules  # noqa: E402  (packaging/ is not a package: the spec imports it the same way)
 
+#: Where PyInstaller puts packages inside the output: the folder itself, its contents directory, a .app's.
+LIBRARY_FOLDERS = (".", "_internal", "Contents/Frameworks", "Contents/Resources")
 CPU_RUNTIME, GPU_RUNTIME = "onnxruntime", "onnxruntime-gpu"   # same import name: never both in one venv
 
 
@@ -117,10 +119,12 @@ def bundle_files(folder: Path) -> list[Path]:
 
 def verify_bundle(folder: Path) -> None:
     """Fail when torch, the training models, the exporters or other dev-only files got in."""
-    bad = rules.forbidden_paths(p.relative_to(folder).as_posix() for p in bundle_files(folder))
-    # The library folder's own name (`_internal`) is the first part: check what lies inside it too.
-    bad += rules.forbidden_paths(p.relative_to(q).as_posix() for q in folder.glob("*/") if q.is_dir()
-                                 for p in bundle_files(q))
+    files = bundle_files(folder)
+    bad = []
+    for library in LIBRARY_FOLDERS:
+        root = folder / library
+        if root.is_dir():
+            bad += rules.forbidden_paths(p.relative_to(root).as_posix() for p in files if p.is_relative_to(root))
     if bad:
         raise BuildError(f"the bundle contains dev-only files it must not ship ({len(bad)}), e.g. "
                          + ", ".join(sorted(set(bad))[:5]))

@@ -28,8 +28,18 @@ QT_EXCLUDES = tuple(f"PyQt6.{name}" for name in (
     "QtDesigner", "QtHelp", "QtOpenGL", "QtOpenGLWidgets", "QtSpatialAudio", "QtTextToSpeech",
     "QtSvgWidgets", "QtXml"))
 
-#: Other modules the runtime never imports (standard-library GUI/test kits pulled in by hooks).
-OTHER_EXCLUDES = ("tkinter", "unittest", "pydoc_data", "IPython", "matplotlib", "scipy", "pandas")
+#: Other modules the runtime never imports: GUI/test kits some hooks pull in, and standard-library
+#: modules whose native libraries (readline, Berkeley DB, OpenSSL's TLS) would only add size.
+OTHER_EXCLUDES = ("tkinter", "unittest", "pydoc_data", "IPython", "matplotlib", "scipy", "pandas",
+                  "readline", "curses", "dbm", "ssl")
+
+#: Qt plugins a desktop voice changer never loads, as `folder/name` without "lib" and extension.
+#: A plugin folder alone drops the whole folder. The gtk3 theme would mix the build machine's GTK
+#: stack (cairo, pango, glib) with the user's GTK; Qt then uses its own Fusion look.
+QT_PLUGIN_EXCLUDES = frozenset({
+    "platformthemes/qgtk3", "imageformats/qpdf", "platforms/qeglfs", "platforms/qlinuxfb",
+    "platforms/qvnc", "platforms/qvkkhrdisplay", "platforms/qminimalegl", "egldeviceintegrations",
+    "generic", "tls", "networkinformation", "sqldrivers", "multimedia", "position", "qmltooling"})
 
 #: Shared libraries that must come from the user's system, not the build machine: ALSA must match
 #: the system's ALSA plugins (the PulseAudio/PipeWire bridge) and JACK its running server.
@@ -45,6 +55,48 @@ GPU_REQUIREMENTS = (
 )
 
 PORTAUDIO_SONAME = "libportaudio.so.2"
+_PLUGIN = re.compile(r"(?:^|/)plugins/([^/]+)/(?:lib)?([^/.]+)[^/]*$")
+
+
+def unneeded_qt_plugin(destination: str) -> bool:
+    """True for a bundle path inside a Qt plugin folder or plugin of `QT_PLUGIN_EXCLUDES`."""
+    match = _PLUGIN.search(destination.replace("\\", "/"))
+    return bool(match) and (match.group(1) in QT_PLUGIN_EXCLUDES
+                            or f"{match.group(1)}/{match.group(2)}" in QT_PLUGIN_EXCLUDES)
+
+
+def _dependency_only(destination: str) -> bool:
+    """A shared library collected only because another one links it (Linux layout)."""
+    name = destination.rsplit("/", 1)[-1]
+    return (("/" not in destination or destination.startswith("PyQt6/Qt6/lib/"))
+            and ".cpython-" not in name and not name.startswith("libpython"))
+
+
+Entry = tuple[str, str, str]   # a PyInstaller TOC entry: (destination, source, typecode)
+
+
+def prune_orphans(binaries: list[Entry], datas: list[Entry], keep: Iterable[str]) -> tuple[list[Entry], list[Entry]]:
+    """Drop libraries no remaining binary links to (after plugins were removed), and the symlinks
+    (kept among the datas) that point at them. `keep` are file names loaded with dlopen (e.g.
+    PortAudio), which no link-time dependency shows. Returns the new (binaries, datas)."""
+    from PyInstaller.depend.bindepend import get_imports
+
+    keep = set(keep)
+    # ldd lists the whole dependency closure, so one pass over what links what is enough.
+    imports = {src: {name.rsplit("/", 1)[-1] for name, _path in get_imports(src)}
+               for _dest, src, kind in binaries if kind in ("BINARY", "EXTENSION")}
+    entries = list(binaries)
+    while True:
+        files = [e for e in entries if e[2] in ("BINARY", "EXTENSION")]
+        linked = set().union(*(imports[src] for _dest, src, _kind in files)) | keep
+        orphans = {dest for dest, _src, _kind in files
+                   if _dependency_only(dest) and dest.rsplit("/", 1)[-1] not in linked}
+        if not orphans:
+            break
+        entries = [e for e in entries if e[0] not in orphans]
+    present = {e[0] for e in entries}
+    gone = {e[0] for e in binaries} - present
+    return entries, [e for e in datas if not (e[2] == "SYMLINK" and e[1] in gone)]
 
 
 def system_portaudio() -> str | None:
@@ -64,7 +116,7 @@ def system_portaudio() -> str | None:
     return os.path.join(os.path.dirname(loaded), PORTAUDIO_SONAME) if loaded else None
 
 
-_LIBTORCH = re.compile(r"(^|/)lib(torch|c10|shm)[^/]*\.(so|dll|dylib)", re.IGNORECASE)
+_LIBTORCH = re.compile(r"(^|/)(lib)?(torch[^/]*|c10[^/]*|shm)\.(so|dll|dylib)", re.IGNORECASE)
 
 
 def forbidden_modules(names: Iterable[str]) -> list[str]:
