@@ -92,6 +92,15 @@ def ensure_build_venv(folder: Path, requirements: list[str]) -> tuple[Path, floa
     return python, time.perf_counter() - started
 
 
+def onnxruntime_cuda_version(python: Path) -> str:
+    """The CUDA version the build venv's onnxruntime-gpu was built for (e.g. "13.0")."""
+    probe = "import onnxruntime.capi.build_and_package_info as b; print(b.cuda_version)"
+    result = subprocess.run([str(python), "-c", probe], capture_output=True, text=True)
+    if result.returncode != 0 or not result.stdout.strip():
+        raise BuildError(f"cannot tell which CUDA the bundled onnxruntime-gpu needs: {result.stderr.strip()[-300:]}")
+    return result.stdout.strip()
+
+
 def app_version() -> str:
     text = (REPO / "app" / "version.py").read_text(encoding="utf-8")
     return re.search(r'__version__\s*=\s*"([^"]+)"', text).group(1)
@@ -102,10 +111,10 @@ def platform_tag() -> str:
     return f"{system}-{platform.machine().lower()}"
 
 
-def run_pyinstaller(python: Path, folder_name: str, out: Path, work: Path, gpu: bool) -> None:
+def run_pyinstaller(python: Path, folder_name: str, out: Path, work: Path) -> None:
     command = [str(python), "-m", "PyInstaller", str(PACKAGING / "como-live.spec"), "--noconfirm",
                "--log-level", "WARN", "--distpath", str(out), "--workpath", str(work),
-               "--", "--folder", folder_name] + (["--gpu"] if gpu else [])
+               "--", "--folder", folder_name]
     # A clean environment: no PYTHONPATH or user site may point PyInstaller at the dev packages.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env["PYTHONNOUSERSITE"] = "1"
@@ -132,6 +141,12 @@ def verify_bundle(folder: Path) -> None:
 
 def unpacked_size(folder: Path) -> int:
     return sum(p.lstat().st_size for p in bundle_files(folder))
+
+
+def bundled_voices_size(folder: Path) -> int:
+    """Bytes of the voice packs in the bundle (reported apart: a demo pack is data, not program)."""
+    return sum(unpacked_size(folder / library / "voices") for library in LIBRARY_FOLDERS
+               if (folder / library / "voices").is_dir())
 
 
 def make_archive(folder: Path, out: Path) -> Path:
@@ -164,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         python, venv_seconds = ensure_build_venv(venv_dir, build_requirements(args.gpu))
         pyinstaller_started = time.perf_counter()
-        run_pyinstaller(python, folder_name, out, work, args.gpu)
+        run_pyinstaller(python, folder_name, out, work)
         pyinstaller_seconds = time.perf_counter() - pyinstaller_started
         folder = out / folder_name
         if sys.platform == "darwin":
@@ -173,17 +188,23 @@ def main(argv: list[str] | None = None) -> int:
             raise BuildError(f"PyInstaller finished but {folder} does not exist")
         verify_bundle(folder)
         shutil.copyfile(PACKAGING / "README-bundle.txt", folder / "README.txt")
+        archive_started = time.perf_counter()
         archive = make_archive(folder, out)
+        archive_seconds = time.perf_counter() - archive_started
+        cuda_version = onnxruntime_cuda_version(python) if args.gpu else ""
     except BuildError as exc:
         print(f"build_installer: {exc}", file=sys.stderr)
         return 1
     total = time.perf_counter() - started
-    size = unpacked_size(folder)
-    print(f"\nbuilt {folder}\n  unpacked {size / 1e6:.0f} MB; archive {archive} ({archive.stat().st_size / 1e6:.0f} MB)"
-          f"\n  time {total:.0f} s (build venv {venv_seconds:.0f} s, PyInstaller {pyinstaller_seconds:.0f} s)")
+    size, voices = unpacked_size(folder), bundled_voices_size(folder)
+    print(f"\nbuilt {folder}\n  unpacked {size / 1e6:.0f} MB (voice packs {voices / 1e6:.0f} MB of it); "
+          f"archive {archive} ({archive.stat().st_size / 1e6:.0f} MB)"
+          f"\n  time {total:.0f} s (build venv {venv_seconds:.0f} s, PyInstaller {pyinstaller_seconds:.0f} s, "
+          f"archive {archive_seconds:.0f} s)")
     print(f"  run it: {folder / rules.EXECUTABLE} (or --self-test / --version / --install-desktop-entry)")
     if args.gpu:
-        print("  GPU bundle: the user's machine must have\n    - " + "\n    - ".join(rules.GPU_REQUIREMENTS))
+        print(f"  GPU bundle (onnxruntime-gpu built for CUDA {cuda_version}): the user's machine must have\n    - "
+              + "\n    - ".join(rules.gpu_requirements(cuda_version)))
     return 0
 
 

@@ -45,14 +45,15 @@ QT_PLUGIN_EXCLUDES = frozenset({
 #: the system's ALSA plugins (the PulseAudio/PipeWire bridge) and JACK its running server.
 SYSTEM_ONLY_LIBRARIES = ("libasound.so", "libjack.so")
 
-#: What a `--gpu` bundle needs on the user's machine (onnxruntime-gpu does not ship NVIDIA's libraries).
-GPU_REQUIREMENTS = (
-    "an NVIDIA driver that supports CUDA 12 or 13",
-    "the CUDA runtime libraries of the version onnxruntime-gpu was built for (CUDA 13 for 1.31+; "
-    "cudart, cublas, cublasLt, cufft, curand)",
-    "cuDNN 9 for that CUDA version",
-    "optionally TensorRT 10 (libnvinfer) for the fastest provider; without it CUDA is used",
-)
+def gpu_requirements(cuda_version: str) -> list[str]:
+    """What a `--gpu` bundle needs on the user's machine (onnxruntime-gpu ships no NVIDIA libraries)."""
+    major = cuda_version.split(".")[0]
+    return [f"an NVIDIA driver that supports CUDA {cuda_version}",
+            f"the CUDA {major} runtime libraries (cudart, cublas, cublasLt, cufft, curand) where the system's "
+            "loader finds them (CUDA toolkit or NVIDIA's runtime packages; on Windows in PATH)",
+            f"cuDNN 9 for CUDA {major}",
+            "optionally TensorRT 10 (libnvinfer) for the fastest provider; without it CUDA is used"]
+
 
 PORTAUDIO_SONAME = "libportaudio.so.2"
 _PLUGIN = re.compile(r"(?:^|/)plugins/([^/]+)/(?:lib)?([^/.]+)[^/]*$")
