@@ -66,6 +66,20 @@ def unneeded_qt_plugin(destination: str) -> bool:
                             or f"{match.group(1)}/{match.group(2)}" in QT_PLUGIN_EXCLUDES)
 
 
+#: Qt platform plugins each bundle must carry: the desktop's (the window cannot open without it) and
+#: offscreen (tests, headless checks).
+QT_PLATFORM_PLUGINS = {"linux": ("qxcb", "qwayland", "qoffscreen"), "win32": ("qwindows", "qoffscreen"),
+                       "darwin": ("qcocoa", "qoffscreen")}
+
+
+def missing_qt_platforms(destinations: Iterable[str], platform: str) -> list[str]:
+    """The `QT_PLATFORM_PLUGINS` of `platform` (a sys.platform value) absent from the bundle paths."""
+    found = {match.group(2) for d in destinations if (match := _PLUGIN.search(d.replace("\\", "/")))
+             and match.group(1) == "platforms"}
+    wanted = QT_PLATFORM_PLUGINS["linux" if platform.startswith("linux") else platform]
+    return [name for name in wanted if name not in found]
+
+
 def _dependency_only(destination: str) -> bool:
     """A shared library collected only because another one links it (Linux layout)."""
     name = destination.rsplit("/", 1)[-1]

@@ -68,6 +68,16 @@ def test_qt_plugin_selection(path: str, unneeded: bool) -> None:
     assert rules.unneeded_qt_plugin(path) is unneeded
 
 
+def test_each_platform_keeps_its_qt_platform_plugin() -> None:
+    linux = ["PyQt6/Qt6/plugins/platforms/libqxcb.so", "PyQt6/Qt6/plugins/platforms/libqwayland.so",
+             "PyQt6/Qt6/plugins/platforms/libqoffscreen.so"]
+    assert rules.missing_qt_platforms(linux, "linux") == []
+    assert rules.missing_qt_platforms(linux[1:], "linux") == ["qxcb"]
+    assert rules.missing_qt_platforms(["PyQt6\\Qt6\\plugins\\platforms\\qoffscreen.dll"], "win32") == ["qwindows"]
+    assert rules.missing_qt_platforms(["PyQt6/Qt6/plugins/platforms/libqcocoa.dylib",
+                                       "PyQt6/Qt6/plugins/platforms/libqoffscreen.dylib"], "darwin") == []
+
+
 def test_cpu_and_gpu_builds_never_mix_onnxruntime_flavours() -> None:
     cpu, gpu = build_installer.build_requirements(False), build_installer.build_requirements(True)
     names = lambda reqs: {re.match(r"[A-Za-z0-9_.\-]+", r).group(0).lower() for r in reqs}  # noqa: E731
