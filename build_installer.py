@@ -13,7 +13,7 @@ Packaging files (spec, icons, runtime hook) live in packaging/.
 from __future__ import annotations
 
 import argparse
-import hashlib
+import json
 import os
 import platform
 import re
@@ -92,13 +92,17 @@ def ensure_build_venv(folder: Path, requirements: list[str]) -> tuple[Path, floa
     return python, time.perf_counter() - started
 
 
-def onnxruntime_cuda_version(python: Path) -> str:
-    """The CUDA version the build venv's onnxruntime-gpu was built for (e.g. "13.0")."""
-    probe = "import onnxruntime.capi.build_and_package_info as b; print(b.cuda_version)"
-    result = subprocess.run([str(python), "-c", probe], capture_output=True, text=True)
-    if result.returncode != 0 or not result.stdout.strip():
-        raise BuildError(f"cannot tell which CUDA the bundled onnxruntime-gpu needs: {result.stderr.strip()[-300:]}")
-    return result.stdout.strip()
+def gpu_runtime_needs(python: Path) -> list[str]:
+    """What the user of a GPU bundle must install: asked of the build venv's onnxruntime-gpu."""
+    probe = ("import json, sys; sys.path.insert(0, sys.argv[1]); import bundle_rules as rules; "
+             "import onnxruntime.capi.build_and_package_info as info; "
+             "print(json.dumps([info.cuda_version, rules.nvidia_requirements()]))")
+    result = subprocess.run([str(python), "-c", probe, str(PACKAGING)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BuildError(f"cannot tell which NVIDIA libraries the bundled onnxruntime-gpu needs: "
+                         f"{result.stderr.strip()[-300:]}")
+    cuda_version, libraries = json.loads(result.stdout.strip().splitlines()[-1])
+    return rules.gpu_requirements(cuda_version, libraries)
 
 
 def app_version() -> str:
@@ -191,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         archive_started = time.perf_counter()
         archive = make_archive(folder, out)
         archive_seconds = time.perf_counter() - archive_started
-        cuda_version = onnxruntime_cuda_version(python) if args.gpu else ""
+        gpu_needs = gpu_runtime_needs(python) if args.gpu else []
     except BuildError as exc:
         print(f"build_installer: {exc}", file=sys.stderr)
         return 1
@@ -202,9 +206,8 @@ def main(argv: list[str] | None = None) -> int:
           f"\n  time {total:.0f} s (build venv {venv_seconds:.0f} s, PyInstaller {pyinstaller_seconds:.0f} s, "
           f"archive {archive_seconds:.0f} s)")
     print(f"  run it: {folder / rules.EXECUTABLE} (or --self-test / --version / --install-desktop-entry)")
-    if args.gpu:
-        print(f"  GPU bundle (onnxruntime-gpu built for CUDA {cuda_version}): the user's machine must have\n    - "
-              + "\n    - ".join(rules.gpu_requirements(cuda_version)))
+    if gpu_needs:
+        print("  GPU bundle: the user's machine must have\n    - " + "\n    - ".join(gpu_needs))
     return 0
 
 

@@ -42,17 +42,56 @@ QT_PLUGIN_EXCLUDES = frozenset({
     "generic", "tls", "networkinformation", "sqldrivers", "multimedia", "position", "qmltooling"})
 
 #: Shared libraries that must come from the user's system, not the build machine: ALSA must match
-#: the system's ALSA plugins (the PulseAudio/PipeWire bridge) and JACK its running server.
-SYSTEM_ONLY_LIBRARIES = ("libasound.so", "libjack.so")
+#: the system's ALSA plugins (the PulseAudio/PipeWire bridge). Every desktop Linux has it.
+SYSTEM_ONLY_LIBRARIES = ("libasound.so",)
 
-def gpu_requirements(cuda_version: str) -> list[str]:
-    """What a `--gpu` bundle needs on the user's machine (onnxruntime-gpu ships no NVIDIA libraries)."""
-    major = cuda_version.split(".")[0]
-    return [f"an NVIDIA driver that supports CUDA {cuda_version}",
-            f"the CUDA {major} runtime libraries (cudart, cublas, cublasLt, cufft, curand) where the system's "
-            "loader finds them (CUDA toolkit or NVIDIA's runtime packages; on Windows in PATH)",
-            f"cuDNN 9 for CUDA {major}",
-            "optionally TensorRT 10 (libnvinfer) for the fastest provider; without it CUDA is used"]
+#: Libraries PortAudio links that are bundled only as a fallback, in `FALLBACK_FOLDER` where the
+#: loader does not look: rth_portaudio.py loads the user's copy when there is one (JACK's client
+#: library must match the user's JACK or PipeWire server) and the bundled one otherwise.
+FALLBACK_LIBRARIES = ("libjack.so",)
+FALLBACK_FOLDER = "fallback-libs"
+
+
+#: NVIDIA's libraries (CUDA, cuDNN, TensorRT, the driver): never bundled, even from a build machine
+#: that has them; their licences and sizes (GBs) make them the user's install.
+_NVIDIA_LIBRARY = re.compile(r"^(lib)?(cuda|nvcuda|cudart|cublas|cufft|curand|cusparse|cusolver|cudnn|nvinfer|"
+                             r"nvonnxparser|nvrtc|nvjitlink|nvblas)", re.IGNORECASE)
+
+
+def is_nvidia_library(name: str) -> bool:
+    return bool(_NVIDIA_LIBRARY.match(name.replace("\\", "/").rsplit("/", 1)[-1]))
+
+
+def nvidia_requirements() -> dict[str, list[str]]:
+    """Per GPU provider of the installed onnxruntime-gpu, the NVIDIA libraries it links (run in the
+    build venv): {"CUDA": ["libcublas.so.13", ...], "TensorRT": [...]}."""
+    import glob
+
+    import onnxruntime
+    from PyInstaller.depend.bindepend import get_imports
+
+    capi = os.path.join(os.path.dirname(onnxruntime.__file__), "capi")
+    found = {}
+    for label, pattern in (("CUDA", "*providers_cuda*"), ("TensorRT", "*providers_tensorrt*")):
+        for library in glob.glob(os.path.join(capi, pattern)):
+            names = {name.rsplit("/", 1)[-1] for name, _path in get_imports(library)}
+            found[label] = sorted(n for n in names if is_nvidia_library(n))
+    return found
+
+
+_DRIVER = re.compile(r"^(libcuda\.so|nvcuda\.dll)", re.IGNORECASE)
+
+
+def gpu_requirements(cuda_version: str, libraries: dict[str, list[str]]) -> list[str]:
+    """What a `--gpu` bundle needs on the user's machine, as lines to print. The CUDA provider
+    loads cuDNN 9 at run time (no link shows it), so it is named here."""
+    lines = [f"an NVIDIA driver that supports CUDA {cuda_version} (libcuda / nvcuda)"]
+    for label, names in libraries.items():
+        names = [n for n in names if not _DRIVER.match(n)] + (["cuDNN 9 (loaded at run time)"] if label == "CUDA" else [])
+        optional = " (optional: without it the CUDA provider runs)" if label == "TensorRT" else ""
+        lines.append(f"for the {label} provider{optional}: {', '.join(names)}, where the system's loader finds "
+                     "them (CUDA toolkit, cuDNN, TensorRT; on Windows in PATH)")
+    return lines
 
 
 PORTAUDIO_SONAME = "libportaudio.so.2"

@@ -78,6 +78,21 @@ def test_each_platform_keeps_its_qt_platform_plugin() -> None:
                                        "PyQt6/Qt6/plugins/platforms/libqoffscreen.dylib"], "darwin") == []
 
 
+@pytest.mark.parametrize("name, nvidia", [
+    ("libcublas.so.13", True), ("libcudnn.so.9", True), ("libnvinfer.so.10", True), ("cudart64_13.dll", True),
+    ("libcuda.so.1", True), ("nvcuda.dll", True), ("libportaudio.so.2", False), ("libQt6Core.so.6", False),
+])
+def test_nvidia_libraries_are_recognised(name: str, nvidia: bool) -> None:
+    assert rules.is_nvidia_library(f"_internal/{name}") is nvidia
+
+
+def test_gpu_requirements_name_each_providers_libraries() -> None:
+    lines = rules.gpu_requirements("13.0", {"CUDA": ["libcublas.so.13", "libcuda.so.1"], "TensorRT": ["libnvinfer.so.10"]})
+    assert "CUDA 13.0" in lines[0]
+    assert "libcublas.so.13" in lines[1] and "cuDNN 9" in lines[1] and "libcuda.so.1" not in lines[1]
+    assert "libnvinfer.so.10" in lines[2] and "optional" in lines[2]
+
+
 def test_cpu_and_gpu_builds_never_mix_onnxruntime_flavours() -> None:
     cpu, gpu = build_installer.build_requirements(False), build_installer.build_requirements(True)
     names = lambda reqs: {re.match(r"[A-Za-z0-9_.\-]+", r).group(0).lower() for r in reqs}  # noqa: E731
@@ -142,6 +157,23 @@ def test_self_test_passes_without_a_checkout(bundle: Path, bare_env: dict[str, s
 def test_version(bundle: Path, bare_env: dict[str, str]) -> None:
     result = run_bundled(bundle, "--version", env=bare_env)
     assert result.returncode == 0 and result.stdout.strip() == f"como-live {__version__}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare(1) "
+                    "to hide the system's JACK library in a private mount namespace")
+def test_portaudio_loads_without_the_systems_jack(bundle: Path, bare_env: dict[str, str]) -> None:
+    """A user without JACK gets the bundled fallback copy (the system's is hidden by a bind mount)."""
+    system_jack = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True).stdout
+    paths = sorted({line.split("=>")[-1].strip() for line in system_jack.splitlines() if "libjack.so.0 " in line})
+    if not paths or not (bundle / "_internal" / rules.FALLBACK_FOLDER).is_dir():
+        pytest.skip("this build machine has no JACK, so the bundle carries no fallback")
+    hide = " && ".join(f"mount --bind /dev/null {path}" for path in paths)
+    command = f"{hide} && exec {bundle / rules.EXECUTABLE} --self-test"
+    result = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", command],
+                            cwd=Path(bare_env["HOME"]).parent, env=bare_env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "audio: PortAudio" in result.stdout
 
 
 @pytest.mark.slow
