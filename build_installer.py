@@ -77,6 +77,9 @@ def ensure_build_venv(folder: Path, requirements: list[str]) -> tuple[Path, floa
         return python, 0.0
     started = time.perf_counter()
     if folder.exists():
+        if not stamp.exists():   # never delete a folder this script did not make
+            raise BuildError(f"{folder} exists and is not a build venv made by build_installer.py; "
+                             "pass another --venv or remove it")
         print(f"build venv: requirements changed, recreating {folder}")
         shutil.rmtree(folder)
     print(f"build venv: creating {folder} with {', '.join(requirements)}")

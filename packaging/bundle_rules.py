@@ -51,7 +51,6 @@ SYSTEM_ONLY_LIBRARIES = ("libasound.so",)
 FALLBACK_LIBRARIES = ("libjack.so",)
 FALLBACK_FOLDER = "fallback-libs"
 
-
 #: NVIDIA's libraries (CUDA, cuDNN, TensorRT, the driver): never bundled, even from a build machine
 #: that has them; their licences and sizes (GBs) make them the user's install.
 _NVIDIA_LIBRARY = re.compile(r"^(lib)?(cuda|nvcuda|cudart|cublas|cufft|curand|cusparse|cusolver|cudnn|nvinfer|"
