@@ -156,11 +156,12 @@ def bundled_voices_size(folder: Path) -> int:
                if (folder / library / "voices").is_dir())
 
 
-def make_archive(folder: Path, out: Path) -> Path:
-    """tar.gz on Linux/macOS (keeps symlinks and the executable bit), zip on Windows."""
+def make_archive(folder: Path, name: str) -> Path:
+    """`name`.zip on Windows, `name`.tar.gz elsewhere (keeps symlinks and the executable bit), beside
+    `folder`, holding `folder`."""
     if sys.platform == "win32":
-        return Path(shutil.make_archive(str(out / folder.name), "zip", root_dir=folder.parent, base_dir=folder.name))
-    archive = out / f"{folder.name}.tar.gz"
+        return Path(shutil.make_archive(str(folder.parent / name), "zip", root_dir=folder.parent, base_dir=folder.name))
+    archive = folder.parent / f"{name}.tar.gz"
     with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
         tar.add(folder, arcname=folder.name)
     return archive
@@ -188,15 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         pyinstaller_started = time.perf_counter()
         run_pyinstaller(python, folder_name, out, work)
         pyinstaller_seconds = time.perf_counter() - pyinstaller_started
-        folder = out / folder_name
-        if sys.platform == "darwin":
-            folder = out / f"{rules.APP_NAME}.app"
+        macos = sys.platform == "darwin"
+        folder = out / (f"{rules.APP_NAME}.app" if macos else folder_name)
         if not folder.is_dir():
             raise BuildError(f"PyInstaller finished but {folder} does not exist")
         verify_bundle(folder)
-        shutil.copyfile(PACKAGING / "README-bundle.txt", folder / "README.txt")
+        if not macos:   # a file added inside a .app would break its code signature
+            shutil.copyfile(PACKAGING / "README-bundle.txt", folder / "README.txt")
         archive_started = time.perf_counter()
-        archive = make_archive(folder, out)
+        archive = make_archive(folder, folder_name)
         archive_seconds = time.perf_counter() - archive_started
         gpu_needs = gpu_runtime_needs(python) if args.gpu else []
     except BuildError as exc:
@@ -208,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
           f"archive {archive} ({archive.stat().st_size / 1e6:.0f} MB)"
           f"\n  time {total:.0f} s (build venv {venv_seconds:.0f} s, PyInstaller {pyinstaller_seconds:.0f} s, "
           f"archive {archive_seconds:.0f} s)")
-    print(f"  run it: {folder / rules.EXECUTABLE} (or --self-test / --version / --install-desktop-entry)")
+    program = {"win32": f"{rules.EXECUTABLE}-console.exe", "darwin": f"Contents/MacOS/{rules.EXECUTABLE}"}.get(
+        sys.platform, rules.EXECUTABLE)
+    print(f"  check it: {folder / program} --self-test")
     if gpu_needs:
         print("  GPU bundle: the user's machine must have\n    - " + "\n    - ".join(gpu_needs))
     return 0
