@@ -16,6 +16,7 @@ import numpy as np
 
 SECONDS = 2.0
 DEVICE_RATE = 48_000
+INPUT_RMS = 0.3       # the generated voice's level (-10.5 dBFS)
 SILENT_DBFS = -50.0   # a voiced input must come out louder than this
 
 
@@ -48,12 +49,12 @@ class SelfTestReport:
 
 
 def voice_like_signal(seconds: float, rate: int) -> np.ndarray:
-    """A sung-vowel stand-in [n]: harmonics of a 140→220 Hz glide with 5 Hz vibrato, at -13 dBFS RMS."""
+    """A sung-vowel stand-in [n]: harmonics of a 140→220 Hz glide with 5 Hz vibrato, at `INPUT_RMS`."""
     t = np.arange(int(seconds * rate)) / rate
     f0 = 140.0 * (220.0 / 140.0) ** (t / seconds) * (1.0 + 0.01 * np.sin(2 * np.pi * 5.0 * t))
     phase = 2 * np.pi * np.cumsum(f0) / rate
     signal = sum(np.sin(k * phase) / k for k in range(1, 13))
-    return (0.3 * signal / np.sqrt(np.mean(signal ** 2))).astype(np.float32)
+    return (INPUT_RMS * signal / np.sqrt(np.mean(signal ** 2))).astype(np.float32)
 
 
 def _portaudio_version() -> str:
@@ -94,7 +95,8 @@ def run_self_test(voice: str | None = None) -> SelfTestReport:
     converted = out[converter.latency():]
     level = 10 * np.log10(max(float(np.mean(converted.astype(np.float64) ** 2)), 1e-20))
     if level < SILENT_DBFS:
-        raise SelfTestError(f"the converted audio is silent ({level:.0f} dBFS for a -13 dBFS voice).")
+        raise SelfTestError(f"the converted audio is silent ({level:.0f} dBFS for a "
+                            f"{20 * np.log10(INPUT_RMS):.0f} dBFS voice).")
     return SelfTestReport(voice=f"{name} ({spec})", provider=converter.provider,
                           provider_note=converter.provider_note,
                           latency_ms=1000.0 * converter.latency() / DEVICE_RATE, block_ms=settings.block_ms,

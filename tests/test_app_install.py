@@ -6,6 +6,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app import self_test
@@ -34,6 +35,15 @@ def test_self_test_fails_with_one_sentence(tmp_path: Path, capsys, monkeypatch) 
     assert main(["--self-test"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("self-test failed: the voice") and "missing-pack" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("output, reason", [(0.0, "silent"), (np.nan, "NaN")])
+def test_self_test_rejects_broken_audio(output: float, reason: str, monkeypatch) -> None:
+    from engine.converter import Converter
+
+    monkeypatch.setattr(Converter, "process", lambda self, block: np.full(len(block), output, dtype=np.float32))
+    with pytest.raises(self_test.SelfTestError, match=reason):
+        self_test.run_self_test()
 
 
 def test_version(capsys) -> None:
