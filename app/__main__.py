@@ -3,6 +3,9 @@
     como-live                      open the window (settings from the user config folder)
     como-live --send bypass        toggle bypass in the running window (bind this to a desktop key)
     como-live --config-dir DIR     keep settings.json in DIR (portable installs, tests)
+    como-live --self-test          convert 2 s of generated audio with the default voice; exit 0 if it works
+    como-live --version            print the version
+    como-live --install-desktop-entry   add CoMo Live to the Linux desktop menu (current user)
 """
 from __future__ import annotations
 
@@ -10,13 +13,31 @@ import argparse
 import sys
 
 from app.hotkeys import COMMANDS, global_hotkey_support
+from app.version import __version__
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="como-live", description="CoMo Live real-time voice changer")
     parser.add_argument("--send", choices=sorted(COMMANDS), help="send a command to the running window and exit")
     parser.add_argument("--config-dir", help="folder for settings.json (default: the user config folder)")
+    parser.add_argument("--self-test", action="store_true",
+                        help="convert 2 s of generated audio with the default voice, print provider and latency")
+    parser.add_argument("--install-desktop-entry", action="store_true",
+                        help="add CoMo Live to the desktop menu of the current user (Linux)")
+    parser.add_argument("--version", action="version", version=f"como-live {__version__}")
     return parser.parse_args(argv)
+
+
+def _install_desktop_entry() -> int:
+    from app.desktop_entry import DesktopEntryError, install_desktop_entry
+
+    try:
+        entry = install_desktop_entry()
+    except (DesktopEntryError, OSError) as exc:
+        print(f"como-live: {exc}", file=sys.stderr)
+        return 2
+    print(f"como-live: installed {entry}; CoMo Live is now in the desktop menu")
+    return 0
 
 
 def _send(command: str) -> int:
@@ -50,15 +71,26 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if args.send:
         return _send(args.send)
+    if args.self_test:
+        from app import self_test
 
+        return self_test.main(__version__)
+    if args.install_desktop_entry:
+        return _install_desktop_entry()
+
+    from PyQt6.QtGui import QIcon
     from PyQt6.QtWidgets import QApplication
 
+    from app.desktop_entry import ENTRY_NAME, ICON
     from app.hotkeys import CommandServer
     from app.main_window import open_main_window
     from app.settings_store import SettingsStore
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("CoMo Live")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName(ENTRY_NAME)   # Wayland matches the window to its .desktop entry (and icon)
+    app.setWindowIcon(QIcon(str(ICON)))
     window = open_main_window(SettingsStore(args.config_dir))
 
     server = CommandServer(parent=window)

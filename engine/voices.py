@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -53,6 +54,13 @@ def voices_dir() -> Path:
     return Path(env) if env else Path(user_data_dir("como-live", appauthor=False)) / "voices"
 
 
+def bundled_voices_dir() -> Path:
+    """Voice packs shipped with the program: `voices/` beside the code, i.e. in the repository
+    checkout, or in the installer bundle's library folder (`sys._MEIPASS` when frozen)."""
+    base = getattr(sys, "_MEIPASS", None)
+    return (Path(base) if base else Path(__file__).resolve().parents[1]) / "voices"
+
+
 def builtin_info() -> VoiceInfo:
     from engine.dsp_voice import PRESETS
 
@@ -60,10 +68,12 @@ def builtin_info() -> VoiceInfo:
 
 
 def list_installed(folder: Path | None = None) -> list[VoiceInfo]:
-    """The built-in voice, then every valid pack in the voices folder (invalid ones are skipped)."""
+    """The built-in voice, then every valid pack in `folder` (default: the bundled voices, then the
+    user's voices folder); invalid packs are skipped."""
     found = [builtin_info()]
-    root = folder or voices_dir()
-    if root.is_dir():
+    for root in [folder] if folder else [bundled_voices_dir(), voices_dir()]:
+        if not root.is_dir():
+            continue
         for path in sorted(p for p in root.iterdir() if p.is_dir()):
             try:
                 manifest = load_manifest(path, verify_hashes=False)
