@@ -18,7 +18,7 @@ from models.audio import HOP
 from models.checkpoints import CheckpointError, load_yaml
 from models.comosvc import CoMoSVC, LoadedModel, load_official, model_from_config
 from models.train.checkpoint_io import read_resume, write_acoustic
-from models.train.dataset import AcousticItems, load_item, read_list
+from models.train.dataset import AcousticItems, item_tensors, read_list
 from models.train.distill import DistillObjective
 from models.train.errors import TrainError
 from models.train.logger import TrainLogger
@@ -115,22 +115,8 @@ class AcousticStage(Stage):
 
     # ------------------------------------------------------------------ validation
     def val_features(self) -> list[tuple[str, dict[str, torch.Tensor]]]:
-        """Up to train.val_items whole validation items: (name, {units, f0, volume, mel, speaker})."""
-        from models.content import align_units
-
-        out = []
-        for name in read_list(self.work_dir, "val")[: int(self.cfg["train"]["val_items"])]:
-            item = load_item(self.work_dir, name, ("units", "f0", "volume", "mel"))
-            n = len(item["mel"])
-            dev = self.dist.device
-            out.append((name, {
-                "units": align_units(torch.from_numpy(item["units"])[None], n,
-                                     self.cfg["data"]["unit_interpolate_mode"]).to(dev),
-                "f0": torch.from_numpy(item["f0"].astype(np.float32))[None].to(dev),
-                "volume": torch.from_numpy(item["volume"].astype(np.float32))[None].to(dev),
-                "mel": torch.from_numpy(item["mel"])[None].to(dev),
-                "speaker": torch.tensor([self.cfg["spk"][name.split("/")[0]]], device=dev)}))
-        return out
+        names = read_list(self.work_dir, "val")[: int(self.cfg["train"]["val_items"])]
+        return [(n, item_tensors(self.work_dir, self.cfg, n, self.dist.device)) for n in names]
 
     def vocoder(self):
         """The vocoder named by vocoder.ckpt in the config, or None (then no validation audio)."""

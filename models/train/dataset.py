@@ -163,5 +163,19 @@ def seconds_of_audio(work_dir: Path, names: list[str]) -> float:
     return total / SAMPLE_RATE
 
 
+def item_tensors(work_dir: Path, cfg: dict[str, Any], name: str, device: torch.device | str = "cpu",
+                 ) -> dict[str, torch.Tensor]:
+    """A whole prepared item as a batch of one: units [1,T,C] (aligned), f0 [1,T], volume [1,T],
+    mel [1,T,80], uv [1,T], audio [1,N], speaker [1] (id from cfg['spk'])."""
+    from models.content import align_units
+
+    item = load_item(work_dir, name, ("units", "f0", "uv", "volume", "mel", "audio"))
+    n = len(item["mel"])
+    out = {k: torch.from_numpy(item[k].astype(np.float32))[None] for k in ("f0", "uv", "volume", "mel", "audio")}
+    out["units"] = align_units(torch.from_numpy(item["units"])[None], n, cfg["data"]["unit_interpolate_mode"])
+    out["speaker"] = torch.tensor([cfg["spk"][name.split("/")[0]]])
+    return {k: v.to(device) for k, v in out.items()}
+
+
 def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     return {k: torch.stack([it[k] for it in items]) for k in items[0]}
