@@ -96,6 +96,7 @@ class Stage(abc.ABC):
         self.work_dir, self.cfg, self.dist = work_dir, cfg, dist_
         self.folder = work_dir / cfg["env"]["expdir"] / self.name
         self.precision = Precision(dist_.device, bool(cfg["train"]["amp"]))
+        torch.manual_seed(int(cfg["train"]["seed"]))  # the initial weights are part of the run's seed
 
     @abc.abstractmethod
     def dataset(self) -> tuple[Dataset, int]:
