@@ -90,12 +90,12 @@ def student_ckpt(work, teacher_ckpt) -> Path:
 
 @pytest.fixture(scope="module")
 def vocoder_ckpts(work) -> tuple[Path, Path]:
-    """Checkpoints of step 1 and step 30 of one generator-only run (interrupted after step 1)."""
+    """Checkpoints of step 1 and step 120 of one generator-only run (stopped after step 1)."""
     common = ["--device", "cpu", "-q", *TINY, "--set", "vocoder_train.lr=2e-3", "--set", "train.interval_val=1000"]
     assert run_cli("vocoder", work, "--max-steps", 1, *common) == 0
-    assert run_cli("vocoder", work, "--max-steps", 30, *common) == 0
+    assert run_cli("vocoder", work, "--max-steps", 120, *common) == 0
     folder = work / "logs" / "vocoder"
-    return folder / "model_ckpt_steps_1.ckpt", folder / "model_ckpt_steps_30.ckpt"
+    return folder / "model_ckpt_steps_1.ckpt", folder / "model_ckpt_steps_120.ckpt"
 
 
 # ------------------------------------------------------------------------------------------ prepare
@@ -229,9 +229,9 @@ def test_vocoder_loss_falls(work, vocoder_ckpts):
         with torch.no_grad():
             for i, voc in enumerate((first, last)):
                 errors[i].append(float((mel_spectrogram(voc(mel, f0)) - mel).abs().mean()))
-    assert np.mean(errors[1]) < 0.9 * np.mean(errors[0])
+    assert np.mean(errors[1]) < 0.95 * np.mean(errors[0])
     curve = losses(vocoder_ckpts[1].parent / "metrics.csv", "train/loss_mel")
-    assert len(curve) == 30 and np.mean(curve[-8:]) < np.mean(curve[:8])
+    assert len(curve) == 120 and np.mean(curve[-20:]) < np.mean(curve[:20])
 
 
 def test_vocoder_adversarial_phase_with_every_discriminator(work):

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from models.audio import HOP, SAMPLE_RATE
-from models.train.config import CONFIG_NAME, default_config, load_config, validate, write_config
+from models.train.config import (CONFIG_NAME, apply_overrides, check_right_context, default_config, load_config,
+                                 validate, write_config)
 from models.train.errors import TrainError
 
 FEATURES = ("audio", "units", "f0", "uv", "volume", "mel", "aug_mel", "aug_vol", "aug")
@@ -229,8 +230,6 @@ def _config_for(work_dir: Path, content: str | None, f0: str | None, preset: str
                 raise TrainError(f"{label} {given} differs from {stored} used for the features already in "
                                  f"{work_dir}; use a new WORK_DIR (nothing there was changed)")
         return cfg
-    from models.train.config import apply_overrides
-
     cfg = default_config(preset)
     if content is None:
         raise TrainError("--content is required on the first run: a ContentVec checkpoint (fairseq .pt or HF "
@@ -276,6 +275,7 @@ def prepare(data_dir: str | os.PathLike, work_dir: str | os.PathLike, content: s
     data_dir, work_dir = Path(data_dir), Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     cfg = _config_for(work_dir, content, f0, preset, overrides or [])
+    check_right_context(cfg)
     _describe_encoder(cfg)
     sources = scan(data_dir, cfg["data"]["extensions"])
     out_dir = work_dir / "data"
