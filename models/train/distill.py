@@ -46,7 +46,7 @@ class DistillObjective(nn.Module):
             d = (x_next - self.teacher(x_next, t_next, cond)) / t_next.reshape(-1, 1, 1)
             x_cur = x_next + (t_cur - t_next).reshape(-1, 1, 1) * d
             target = self.ema(x_cur, t_cur, cond)
-        return self.loss_scale * ((online - target) ** 2).mean()
+        return self.loss_scale * ((online.float() - target.float()) ** 2).mean()  # fp32 also under autocast
 
     @torch.no_grad()
     def update_ema(self, mu: float) -> None:

@@ -32,4 +32,5 @@ class TeacherObjective(nn.Module):
         sigma = torch.exp(torch.randn(x.shape[0], device=x.device) * P_STD + P_MEAN)
         noisy = x + sigma.reshape(-1, 1, 1) * torch.randn_like(x)
         denoised = self.model.decoder(noisy, sigma, cond)
-        return (edm_weight(sigma).reshape(-1, 1, 1) * (denoised - x) ** 2).mean()
+        # the loss in fp32 also under autocast
+        return (edm_weight(sigma).reshape(-1, 1, 1) * (denoised.float() - x.float()) ** 2).mean()
