@@ -107,6 +107,27 @@ class AcousticStage(Stage):
             raise TrainError(f"the model has no speaker(s) {missing} (its speakers: {sorted(self.cfg['spk'])}); "
                              "train a teacher that has them (teacher --init-from BASE adds speakers)")
 
+    def set_optimiser(self, params, lr: float) -> None:
+        """AdamW (train.weight_decay) + StepLR (train.decay_step, train.gamma), as the official training."""
+        t = self.cfg["train"]
+        self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=float(t["weight_decay"]))
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, int(t["decay_step"]), float(t["gamma"]))
+
+    def optimise(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Objective -> AdamW step -> StepLR step; the scalars to log."""
+        with self.precision.autocast():
+            loss = self.trainer(batch)
+        self.precision.step(loss, self.optimizer)
+        self.scheduler.step()
+        return {"loss": float(loss.detach()), "lr": self.scheduler.get_last_lr()[0]}
+
+    def state(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
     def write_weights(self, step: int) -> Path:
         return write_acoustic(self.folder, step, self.weights_state(), self.cfg)
 
@@ -176,28 +197,15 @@ class TeacherStage(AcousticStage):
             grow_speakers(model, base)
         self.objective = TeacherObjective(model).to(dist_.device)
         self.trainer = dist_.wrap(self.objective)
-        t = self.cfg["train"]
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, int(t["decay_step"]), float(t["gamma"]))
+        self.set_optimiser(model.parameters(), float(self.cfg["train"]["lr"]))
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         self.objective.train()
-        with self.precision.autocast():
-            loss = self.trainer(batch)
-        self.precision.step(loss, self.optimizer)
-        self.scheduler.step()
-        return {"loss": float(loss.detach()), "lr": self.scheduler.get_last_lr()[0]}
+        return self.optimise(batch)
 
     def load_weights(self, path: Path) -> None:
         loaded = load_checkpoint(path, "resume")
         self.model.load_state_dict(loaded.model.state_dict())
-
-    def state(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
 
     def validate(self, step: int, logger: TrainLogger) -> dict[str, float]:
         self.model.eval()
@@ -238,19 +246,12 @@ class DistillStage(AcousticStage):
                 raise TrainError(f"--init-from {init_from}: its denoiser sizes differ from the teacher's") from None
             self.objective.ema.denoise_fn.load_state_dict(base.model.decoder.denoise_fn.state_dict())
         self.trainer = dist_.wrap(self.objective)
-        t = self.cfg["train"]
-        params = list(self.model.decoder.denoise_fn.parameters())
-        self.optimizer = torch.optim.AdamW(params, lr=float(t["comolr"]), weight_decay=float(t["weight_decay"]))
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, int(t["decay_step"]), float(t["gamma"]))
+        self.set_optimiser(self.model.decoder.denoise_fn.parameters(), float(self.cfg["train"]["comolr"]))
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         self.objective.update_ema(float(self.cfg["distill"]["ema"]))  # spec §6: EMA first
         self.model.decoder.train()
-        with self.precision.autocast():
-            loss = self.trainer(batch)
-        self.precision.step(loss, self.optimizer)
-        self.scheduler.step()
-        return {"loss": float(loss.detach()), "lr": self.scheduler.get_last_lr()[0]}
+        return self.optimise(batch)
 
     def weights_state(self) -> dict[str, torch.Tensor]:
         return {k: v.cpu() for k, v in self.objective.student_state().items()}
@@ -259,13 +260,6 @@ class DistillStage(AcousticStage):
         from models.checkpoints import safe_load
 
         self.objective.load_student_state(safe_load(path)["model"])
-
-    def state(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
 
     def validate(self, step: int, logger: TrainLogger) -> dict[str, float]:
         self.model.eval()

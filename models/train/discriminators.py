@@ -17,6 +17,17 @@ RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))  # (n_fft, ho
 Output = tuple[torch.Tensor, list[torch.Tensor]]
 
 
+def _conv_stack(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor) -> Output:
+    """LeakyReLU after every conv, then `post`: (score [B, L], every layer's output)."""
+    fmaps = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU)
+        fmaps.append(x)
+    x = post(x)
+    fmaps.append(x)
+    return x.flatten(1), fmaps
+
+
 class PeriodDiscriminator(nn.Module):
     """Audio folded into [B, 1, N/p, p] columns, 2-D convolutions along time."""
 
@@ -34,13 +45,7 @@ class PeriodDiscriminator(nn.Module):
         if n % self.period:
             x = F.pad(x, (0, self.period - n % self.period), mode="reflect")
         x = x.view(b, c, -1, self.period)
-        fmaps = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU)
-            fmaps.append(x)
-        x = self.post(x)
-        fmaps.append(x)
-        return x.flatten(1), fmaps
+        return _conv_stack(self.convs, self.post, x)
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -60,13 +65,7 @@ class ResolutionDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> Output:
         spec = torch.stft(x.squeeze(1).float(), self.n_fft, self.hop, self.win, self.window, return_complex=True)
         x = spec.abs().unsqueeze(1)
-        fmaps = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU)
-            fmaps.append(x)
-        x = self.post(x)
-        fmaps.append(x)
-        return x.flatten(1), fmaps
+        return _conv_stack(self.convs, self.post, x)
 
 
 class ScaleDiscriminator(nn.Module):
@@ -84,13 +83,7 @@ class ScaleDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> Output:
         for _ in range(self.downsample):
             x = F.avg_pool1d(x, 4, 2, padding=2)
-        fmaps = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU)
-            fmaps.append(x)
-        x = self.post(x)
-        fmaps.append(x)
-        return x.flatten(1), fmaps
+        return _conv_stack(self.convs, self.post, x)
 
 
 class DiscriminatorSet(nn.Module):
