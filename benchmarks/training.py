@@ -29,7 +29,8 @@ def acoustic_batch(cfg: dict, batch: int, units: int, device: torch.device) -> d
     frames = int(float(cfg["data"]["duration"]) * SAMPLE_RATE) // HOP
     g = torch.Generator().manual_seed(0)
     out = {"units": torch.randn(batch, frames, units, generator=g), "f0": torch.full((batch, frames), 220.0),
-           "volume": torch.rand(batch, frames, generator=g) * 0.1, "mel": torch.rand(batch, frames, N_MELS, generator=g) * 4 - 5,
+           "volume": torch.rand(batch, frames, generator=g) * 0.1,
+           "mel": torch.rand(batch, frames, N_MELS, generator=g) * 4 - 5,
            "speaker": torch.zeros(batch, dtype=torch.long), "keyshift": torch.zeros(batch)}
     return {k: v.to(device) for k, v in out.items()}
 

@@ -17,7 +17,7 @@ import torch
 from models.audio import HOP
 from models.checkpoints import CheckpointError, load_yaml
 from models.comosvc import CoMoSVC, LoadedModel, load_official, model_from_config
-from models.train.checkpoint_io import read_resume, write_acoustic
+from models.train.checkpoint_io import newest_vocoder, read_resume, write_acoustic
 from models.train.dataset import AcousticItems, item_tensors, read_list
 from models.train.distill import DistillObjective
 from models.train.errors import TrainError
@@ -140,8 +140,10 @@ class AcousticStage(Stage):
         return [(n, item_tensors(self.work_dir, self.cfg, n, self.dist.device)) for n in names]
 
     def vocoder(self):
-        """The vocoder named by vocoder.ckpt in the config, or None (then no validation audio)."""
-        path = self.cfg["vocoder"].get("ckpt")
+        """The vocoder named by vocoder.ckpt in the config, else the newest one `vocoder` trained here,
+        else None (then validation writes mel images only)."""
+        trained = newest_vocoder(self.work_dir / self.cfg["env"]["expdir"] / "vocoder")
+        path = self.cfg["vocoder"].get("ckpt") or trained
         if not path or not Path(path).is_file():
             return None
         if self._vocoder is None:

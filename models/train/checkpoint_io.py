@@ -72,3 +72,14 @@ def read_resume(folder: Path) -> tuple[int, Path, dict[str, Any]] | None:
     if not weights.is_file():
         raise TrainError(f"{path} belongs to {weights}, which is missing; restore it or move {path.name} away")
     return int(obj["step"]), weights, obj["state"]
+
+
+def newest_vocoder(folder: Path) -> Path | None:
+    """The highest-step vocoder checkpoint `write_vocoder` left in `folder` (either layout), or None."""
+    def step(path: Path) -> int | None:
+        tail = path.name.removesuffix(".ckpt").rsplit("_", 1)[-1]
+        return int(tail) if tail.isdigit() else None
+
+    found = [p for p in list(folder.glob("model_ckpt_steps_*.ckpt")) + list(folder.glob("model_*"))
+             if step(p) is not None and p.suffix in ("", ".ckpt")]
+    return max(found, key=step, default=None)

@@ -21,6 +21,7 @@ from models.audio import SAMPLE_RATE
 from models.checkpoints import CheckpointError, safe_load
 from models.comosvc import CoMoSVC, model_from_config
 from models.train.acoustic import load_checkpoint
+from models.train.checkpoint_io import newest_vocoder
 from models.train.dataset import item_tensors, load_item, read_list
 from models.train.errors import TrainError
 
@@ -36,14 +37,6 @@ def teacher_inside_student(ckpt: str | Path, config: dict[str, Any]) -> CoMoSVC:
     model = model_from_config(config, use_pitch_aug="aug_shift_embed.weight" in own)
     model.load_state_dict(own, strict=True)
     return model.eval()
-
-
-def newest_vocoder(work_dir: Path, cfg: dict[str, Any]) -> Path | None:
-    folder = work_dir / cfg["env"]["expdir"] / "vocoder"
-    found = sorted(folder.glob("model_ckpt_steps_*.ckpt"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
-    found += sorted((p for p in folder.glob("model_*") if p.stem.split("_")[-1].isdigit() and not p.suffix),
-                    key=lambda p: int(p.name.rsplit("_", 1)[1]))
-    return found[-1] if found else None
 
 
 class SpeakerSimilarity:
@@ -107,7 +100,7 @@ def evaluate(work_dir: Path, cfg: dict[str, Any], ckpt: str, teacher: str | None
                          else teacher_inside_student(ckpt, student.config))
     except (CheckpointError, KeyError, RuntimeError) as exc:
         raise TrainError(f"cannot rebuild the teacher from {ckpt} ({exc}); pass --teacher") from None
-    voc_path = vocoder or cfg["vocoder"].get("ckpt") or newest_vocoder(work_dir, cfg)
+    voc_path = vocoder or cfg["vocoder"].get("ckpt") or newest_vocoder(work_dir / cfg["env"]["expdir"] / "vocoder")
     if not voc_path:
         raise TrainError("no vocoder: pass --vocoder, set vocoder.ckpt in the config or train one "
                          "(`python -m models.train vocoder WORK_DIR`)")
