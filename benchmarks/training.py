@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for preset in args.presets:
+        for preset in args.presets:  # one table per preset, printed as soon as it is measured
+            rows = []
             for name, step, audio_seconds in stages(preset, args.batch, device, Path(tmp) / preset):
                 def timed() -> None:
                     step()
@@ -89,12 +89,11 @@ def main(argv: list[str] | None = None) -> None:
 
                 stats = summarize(timeit(timed, args.repeats, warmup=1))
                 per_step = stats["median_ms"] / 1000
-                rows.append({"preset": preset, "stage": name, "batch": args.batch,
-                             "audio_s/step": audio_seconds, **stats, "steps/s": 1 / per_step,
-                             "s/epoch-hour": 3600 / audio_seconds * per_step})
-    print_table(f"training step speed on {device} ({torch.get_num_threads()} threads)", rows,
-                notes=["median/p99 of whole optimisation steps; s/epoch-hour = seconds to train on one hour of "
-                       "audio once (median step)"])
+                rows.append({"stage": name, "batch": args.batch, "audio_s/step": audio_seconds, **stats,
+                             "steps/s": 1 / per_step, "s/epoch-hour": 3600 / audio_seconds * per_step})
+            print_table(f"training step speed, preset {preset}, on {device} ({torch.get_num_threads()} threads)",
+                        rows, notes=["median/p99 of whole optimisation steps; s/epoch-hour = seconds to train on "
+                                     "one hour of audio once (median step)"])
 
 
 if __name__ == "__main__":
