@@ -304,3 +304,25 @@ def test_evaluate_writes_report_with_every_metric(work, student_ckpt, vocoder_ck
         float(cells[1]), float(cells[4]), float(cells[5])  # mel L1, speaker similarity, RTF are numbers
     assert (tmp_path / "eval" / "report.png").stat().st_size > 10_000
     assert len(list((tmp_path / "eval" / "audio").glob("*.wav"))) == 8
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_the_current_step(work, tmp_path):
+    import signal
+    import time
+
+    from models.checkpoints import safe_load
+
+    folder = tmp_path / "term" / "teacher"
+    cmd = [sys.executable, "-m", "models.train", "teacher", str(work), "--device", "cpu", "-q", *TINY,
+           "--set", f"env.expdir={tmp_path}/term"]
+    proc = subprocess.Popen(cmd, cwd=Path(__file__).parents[1], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not (
+            (folder / "metrics.csv").exists() and len(losses(folder / "metrics.csv")) >= 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    step = safe_load(folder / "resume.pt")["step"]
+    assert step >= 3 and (folder / f"model_{step}.pt").is_file() and "interrupted" in err

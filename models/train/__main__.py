@@ -6,6 +6,7 @@ step is written first), 1 unexpected failure.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -74,6 +75,17 @@ def _check(args: argparse.Namespace) -> None:
         raise TrainError(f"--workers must be >= 1, got {args.workers}")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _interrupt_on_signals() -> None:
+    """Ctrl-C and SIGTERM (job schedulers, `kill`) both end training through KeyboardInterrupt, so the
+    current step is checkpointed; also when the shell started us with SIGINT ignored (background jobs)."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def run(args: argparse.Namespace) -> None:
     import torch
 
@@ -106,6 +118,7 @@ def run(args: argparse.Namespace) -> None:
         return
     from models.train.loop import init_dist, run as train
 
+    _interrupt_on_signals()
     d = init_dist(args.device)
     if args.command == "teacher":
         from models.train.acoustic import TeacherStage
