@@ -43,7 +43,7 @@ if [ ! -f "$stamp" ]; then
   if [ "$mode" = dev ]; then
     # Pin the CPU wheel: an unpinned torch pulls a multi-GB CUDA build (users with a GPU may do that).
     quiet_pip torch==2.13.0
-    quiet_pip -e '.[export,dev]'
+    quiet_pip -e '.[train,dev]'
     # torchfcpe asks for torchaudio, whose compiled part does not load with torch 2.13; FCPE itself
     # needs only einops + local-attention (in the export extra). models/_torchaudio_shim.py covers
     # the one import it makes.
