@@ -180,6 +180,10 @@ def readouts_from_stats(stats: LiveStats) -> Readouts:
         blocks=int(stats.blocks_processed),
         recording=tuple(str(p) for p in (stats.recording_paths or ())),
         device_xruns=int(stats.device_xruns),
+        xruns_text=stats.xruns.describe(),
+        latency_steps=tuple(str(step) for step in stats.latency_steps),
+        waiting_for=str(stats.waiting_for) if stats.waiting_for else None,
+        reconnects=int(stats.reconnects),
         sample_rate=int(stats.sample_rate) if stats.sample_rate else None,
         notes=tuple(str(n) for n in stats.notes),
     )

@@ -88,6 +88,36 @@ def run_through_engine(pulse, tmp_path, voice, signal, *, input_device="vc_in", 
     return rec.stop(), stats, session
 
 
+def disturbance(st) -> str:
+    """What the engine's own counters say disturbed a run ("" = nothing): driver xruns, latency
+    steps, late blocks."""
+    parts = [f"driver xruns {st.xruns.describe()}"] if st.device_xruns else []
+    parts += list(st.latency_steps)
+    parts += [f"{st.underruns} late blocks"] if st.underruns else []
+    return "; ".join(parts)
+
+
+def run_twice_if_disturbed(pulse, tmp_path, voice, signal, **kwargs):
+    """`run_through_engine`, repeated once when the engine itself recorded a disturbance.
+
+    On a shared 2-core machine another process can starve the sound server for a moment: the
+    driver flags an xrun (and the ALSA pulse plugin may then step the delay). A run the engine
+    marks as disturbed is not evidence either way, so it is run again, once; the second run is
+    asserted as strictly as the first would have been, disturbed or not. The bounds never change.
+    """
+    first = run_through_engine(pulse, tmp_path / "1", voice, signal, **_in(tmp_path / "1", kwargs))
+    why = disturbance(first[1])
+    if not why:
+        return first
+    print(f"\nrepeat: the first run was disturbed ({why})")
+    return run_through_engine(pulse, tmp_path / "2", voice, signal, **_in(tmp_path / "2", kwargs))
+
+
+def _in(folder, kwargs):
+    folder.mkdir(parents=True, exist_ok=True)
+    return {k: (folder / "rec" if k == "record_dir" else v) for k, v in kwargs.items()}
+
+
 def windowed(out: np.ndarray, expected: np.ndarray, lag: int, seconds: float = 2.0, search_ms: float = 30.0):
     """(lag, correlation) per window of `expected`, each lag searched near the overall `lag`.
 
@@ -137,7 +167,7 @@ def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, secon
     if isinstance(voice, str) and voice.startswith("fixture:"):
         voice = str(request.getfixturevalue(voice.split(":", 1)[1]))
     x = voiced(seconds)
-    meter, st, session = run_through_engine(pulse, tmp_path, voice, x, record_dir=tmp_path / "rec")
+    meter, st, session = run_twice_if_disturbed(pulse, tmp_path, voice, x, record_dir=tmp_path / "rec")
     assert st.state == "running" and st.error is None
     assert st.underruns == 0, f"{st.underruns} underruns"
     assert st.blocks_processed >= seconds * 1000 / OPEN.block_ms
@@ -153,19 +183,20 @@ def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, secon
     assert rs.min() >= 0.9
 
 
-def test_duplex_stream_on_pulse_targets(pulse, tmp_path):
-    """pulse:SOURCE and pulse:SINK share the ALSA 'pulse' device: one duplex stream."""
+def test_pulse_targets_run_as_two_streams(pulse, tmp_path):
+    """pulse:SOURCE and pulse:SINK share the ALSA 'pulse' device, but run as two streams: as one
+    duplex stream PortAudio ended 1 in 5 starts (see DeviceInfo.duplex_safe)."""
     from engine.audio.streams import SoundDeviceBackend, plan_streams
 
     plan = plan_streams(SoundDeviceBackend(), input="pulse:vc_in.monitor", output="pulse:vc_out", sample_rate=RATE)
-    assert plan.duplex
+    assert not plan.duplex
     x = voiced(4.0, seed=1)
-    meter, st, _ = run_through_engine(pulse, tmp_path, passthrough, x, input_device="pulse:vc_in.monitor",
-                                      output_device="pulse:vc_out")
+    meter, st, _ = run_twice_if_disturbed(pulse, tmp_path, passthrough, x, input_device="pulse:vc_in.monitor",
+                                          output_device="pulse:vc_out")
     assert st.underruns == 0 and st.latency is not None
     lag = lag_of(meter[:, 1], meter[:, 0], RATE)
     measured_ms = 1000.0 * lag / RATE
-    print(f"\nduplex: measured {measured_ms:.1f} ms, reported {st.latency.total_ms:.1f} ms")
+    print(f"\npulse targets: measured {measured_ms:.1f} ms, reported {st.latency.total_ms:.1f} ms")
     assert abs(measured_ms - st.latency.total_ms) <= TOLERANCE_MS
 
 
@@ -187,20 +218,31 @@ def test_cli_through_pulseaudio(pulse, tmp_path):
     assert listing.returncode == 0 and "vc_out" in listing.stdout and "pulse:vc_out" in listing.stdout
 
 
-def test_unplugged_output_stops_cleanly_and_restarts(pulse, tmp_path):
-    """The cable is unloaded mid-stream (pactl unload-module), then the whole server goes away."""
+def test_unplugged_output_waits_and_resumes_by_itself(pulse, tmp_path):
+    """The cable is unloaded mid-stream (pactl unload-module), then loaded again; later the whole
+    server goes away and comes back. The session waits each time and resumes by itself, with the
+    same settings and the same fixed (in-program) latency, and the meter hears the audio again."""
     import threading
 
     from engine.session import LiveSession, SessionConfig
 
-    session = LiveSession()
+    session = LiveSession(reconnect_s=0.25)
     events: list[tuple[str, str]] = []
-    failed = threading.Event()
+    changed = threading.Event()
 
     def on_state(state, message):
         events.append((state, message))
-        if state == "error":
-            failed.set()
+        changed.set()
+
+    def wait_state(state: str, after: int) -> str:
+        """The message of the first `state` reported after the first `after` events."""
+        for _ in range(200):
+            found = [m for s, m in events[after:] if s == state]
+            if found:
+                return found[0]
+            changed.wait(0.1)
+            changed.clear()
+        raise AssertionError(f"no {state!r} after event {after}: {events}")
 
     session.on_state = on_state
     cfg = SessionConfig(input_device="pulse:vc_in.monitor", output_device="pulse:vc_out", sample_rate=RATE,
@@ -209,45 +251,64 @@ def test_unplugged_output_stops_cleanly_and_restarts(pulse, tmp_path):
     try:
         session.start(cfg)
         rec.wait_frames(RATE // 2)
+        before = session.stats()
         # 1. The cable disappears. PulseAudio would quietly move our stream to another sink.
         pulse.pactl("unload-module", pulse.module_id("vc_out"))
-        assert failed.wait(10), events
-        assert "pulse:vc_out is gone" in events[-1][1] and "press Start" in events[-1][1]
-        assert not session.running and session.stats().error
-        with pytest.raises(Exception, match="vc_out"):
-            session.start(cfg)                 # still gone: refused with a sentence
-        # The cable comes back: start works again in the same process.
+        message = wait_state("waiting", 0)
+        assert "pulse:vc_out is gone" in message and "Waiting for pulse:vc_out" in message
+        st = session.stats()
+        assert st.state == "waiting" and st.waiting_for.startswith("pulse:vc_out") and st.error is None
+        # The cable comes back: audio resumes by itself, at the same latency.
         pulse.pactl("load-module", "module-remap-sink", "sink_name=vc_out", "master=meter", "format=float32le",
                     f"rate={RATE}", "channels=1", "channel_map=mono", "master_channel_map=front-right", "remix=no")
-        failed.clear()
-        session.start(cfg)
-        assert session.running
-        blocks = session.stats().blocks_processed
-        rec.wait_frames(rec.frames() + RATE // 2)
-        assert session.stats().blocks_processed > blocks
-        # 2. The whole audio server goes away mid-stream: PortAudio ends the stream.
+        assert "is back" in wait_state("running", 2)     # (after: starting, running)
+        assert_plays(session, rec, tmp_path, "first")
+        assert session.stats().reconnects == 1
+        # 2. The whole audio server goes away mid-stream: PortAudio ends the stream; we wait.
+        rec.proc.kill()
+        n = len(events)
         pulse.stop(restore_env=False)
-        assert failed.wait(10), events
-        assert "stopped" in events[-1][1] and "press Start" in events[-1][1]
-        assert not session.running
+        assert "stopped" in wait_state("waiting", n)
+        # (While the server shuts down it may still answer: the session can resume on it and wait
+        # again. Only a resume after the new server started counts.)
+        n = len(events)
+        pulse.start()                           # back, with the same device names
+        rec = MeterRecording(tmp_path / "meter2.raw")
+        assert "is back" in wait_state("running", n)
+        after = assert_plays(session, rec, tmp_path, "second")
     finally:
         rec.proc.kill()
         session.stop()
-    pulse.start()                           # back, with the same device names
-    cfg = SessionConfig(input_device="vc_in", output_device="vc_out", sample_rate=RATE, voice=passthrough,
-                        settings=OPEN)
-    rec = MeterRecording(tmp_path / "meter2.raw")
-    try:
-        session.start(cfg)
-        assert session.running
-        blocks = session.stats().blocks_processed
-        rec.wait_frames(RATE)
-        st = session.stats()
-        assert st.blocks_processed > blocks and st.underruns == 0
-    finally:
-        rec.proc.kill()
-        session.stop()
-    assert events[-1][0] == "stopped"
+        print("\n".join(f"[{s}] {m}" for s, m in events))
+    states = [s for s, _ in events]
+    assert states[:5] == ["starting", "running", "waiting", "running", "waiting"], events
+    assert states[-2:] == ["running", "stopped"] and states[4:-1] == ["waiting", "running"] * ((len(states) - 5) // 2)
+    assert after.reconnects == (len(states) - 3) // 2 and after.underruns == 0
+    fixed = ("block", "lookahead", "crossfade", "resampling", "core")
+    assert all(getattr(after.latency, f) == getattr(before.latency, f) for f in fixed)
+
+
+def assert_plays(session, rec, tmp_path, name):
+    """Play a signal through the resumed session: the meter hears it converted, no block late.
+
+    (The lag is printed, not asserted: in the first seconds after a stream (re)opens PulseAudio
+    still moves its buffers; the latency tests above measure a settled session.)"""
+    rec.wait_frames(rec.frames() + RATE // 2)      # settled
+    x = voiced(3.0, seed=2)
+    start = rec.frames()
+    player = play(x, tmp_path / f"{name}.raw")
+    assert player.wait(30) == 0, player.stderr.read()
+    rec.wait_frames(rec.frames() + RATE)
+    st = session.stats()
+    meter = np.fromfile(rec.path, dtype=np.float32)
+    meter = meter[: len(meter) // 2 * 2].reshape(-1, 2)[start:]
+    lag = lag_of(meter[:, 1], meter[:, 0], RATE)
+    n = len(x)
+    r = float(np.corrcoef(meter[lag:lag + n, 1], meter[:n, 0])[0, 1])
+    print(f"\n{name} resume: measured {1000.0 * lag / RATE:.1f} ms, reported {st.latency.total_ms:.1f} ms, r {r:.3f}")
+    assert st.state == "running" and st.underruns == 0
+    assert r >= 0.9
+    return st
 
 
 def test_pulse_targets_run_at_their_own_rate(pulse):

@@ -122,11 +122,16 @@ class ReadoutsPanel(QGroupBox):
             verdict = "OK" if p99 < 0.7 * budget else "near the limit" if p99 < budget else "TOO SLOW: dropouts"
             self.compute_text.setText(f"p50 {p50:.1f} ms · p99 {p99:.1f} ms of {budget:.0f} ms budget — {verdict}")
             self.compute_text.setStyleSheet(f"color: {colour.name()}; font-weight: bold;" if colour else "")
-        self.underruns.setText(f"Dropouts: {readouts.underruns} late blocks · {readouts.device_xruns} driver xruns")
+        self.underruns.setText(f"Dropouts: {readouts.underruns} late blocks · driver xruns {readouts.xruns_text}")
         bad = readouts.underruns or readouts.device_xruns
         self.underruns.setStyleSheet("color: #e74c3c; font-weight: bold;" if bad else "")
-        self.notes.setText("\n".join(readouts.notes))
-        self.notes.setVisible(bool(readouts.notes))
+        notes = list(readouts.notes) + list(readouts.latency_steps[-1:])
+        if readouts.waiting_for:
+            notes.insert(0, f"Waiting for {readouts.waiting_for}: audio resumes by itself when it is back.")
+        if readouts.reconnects:
+            notes.append(f"Audio resumed {readouts.reconnects}× after a device came back.")
+        self.notes.setText("\n".join(notes))
+        self.notes.setVisible(bool(notes))
         if readouts.provider:
             self.provider.setText(f"Provider: {readouts.provider}")
             self.provider_note.setText(readouts.provider_note or "The fastest available provider is in use.")
