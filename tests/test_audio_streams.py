@@ -311,14 +311,14 @@ def test_xruns_are_counted_by_kind_and_a_latency_step_is_reported_with_its_cause
         be.flag_status(SimFlags(priming_output=True))            # not an xrun
         be.wait_clock(be.clock + 2 * 480)
         be.flag_status(False)
-        be.wait_clock(be.clock + 200 * 480)                      # two windows of steady time stamps
+        be.wait_clock(be.clock + 300 * 480)                      # two windows of steady time stamps
         assert io.poll() is None and io.xruns == 0 and io.xrun_log.counts().priming >= 1
         assert io.xrun_log.steps == []
         be.flag_status(SimFlags(output_underflow=True))
         be.output_latency += 0.025
         be.wait_clock(be.clock + 480)
         be.flag_status(False)
-        be.wait_clock(be.clock + 200 * 480)
+        be.wait_clock(be.clock + 300 * 480)
         assert io.poll() is None
         counts = io.xrun_log.counts()
         assert counts.output_underflow == counts.total >= 1 and counts.input_overflow == 0
@@ -327,7 +327,7 @@ def test_xruns_are_counted_by_kind_and_a_latency_step_is_reported_with_its_cause
         assert len(steps) == 1 and steps[0].step_ms == pytest.approx(25.0, abs=0.5)
         assert "output underflow" in steps[0].cause and "+25 ms" in steps[0].sentence()
         be.output_latency -= 0.025                               # a step back without an xrun
-        be.wait_clock(be.clock + 200 * 480)
+        be.wait_clock(be.clock + 300 * 480)
         io.poll()
         assert len(io.xrun_log.steps) == 2 and "no xrun was reported" in io.xrun_log.steps[1].cause
     finally:
