@@ -127,8 +127,10 @@ class LiveSession:
     """See the module docstring."""
 
     def __init__(self, backend: AudioBackend | None = None, *, watchdog_s: float = 0.05,
-                 stall_timeout_s: float = 1.0, reconnect_s: float = 1.0) -> None:
+                 stall_timeout_s: float = 1.0, reconnect_s: float = 1.0, open_attempts: int = 3,
+                 open_retry_s: float = 0.5) -> None:
         self._backend = backend
+        self._open_attempts, self._open_retry_s = open_attempts, open_retry_s
         self._stall_timeout_s = stall_timeout_s
         self._reconnect_s = reconnect_s
         self._waiting_for: str | None = None
@@ -211,7 +213,19 @@ class LiveSession:
         else:
             self._recording = ()
         self._recorder = recorder
-        self._open_audio(cfg, plan)
+        for attempt in range(1, self._open_attempts + 1):
+            try:
+                self._open_audio(cfg, plan)
+                break
+            except DeviceError:
+                # A sound server that just started (or a device list from before it did) can refuse
+                # an open that works a moment later: look again, then retry; the last error is final.
+                self._close_audio()
+                if attempt == self._open_attempts:
+                    raise
+                time.sleep(self._open_retry_s)
+                self.backend.refresh()
+                plan = self._plan = self._plan_for(cfg)
         self._watch_stop.clear()
         self._watch = threading.Thread(target=self._watchdog, name="como-session-watchdog", daemon=True)
         self._watch.start()

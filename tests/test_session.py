@@ -210,6 +210,23 @@ def test_start_failure_reports_a_sentence():
     assert not be._streams
 
 
+def test_an_open_that_fails_once_is_retried_and_one_that_keeps_failing_is_a_sentence():
+    be = SimulatedBackend(voiced(2.0), lockstep=True)
+    s = LiveSession(be, open_retry_s=0.01)
+    states = States()
+    s.on_state = states
+    cfg = SessionConfig(input_device="Sim Cable", output_device="Sim Cable", voice=passthrough, settings=OPEN)
+    be.fail_open, be.fail_opens = "Device unavailable [PaErrorCode -9985]", 2
+    s.start(cfg)                                                # two refusals, the third open works
+    be.wait_clock(RATE // 2)
+    assert s.running and states.names() == ["starting", "running"] and be.fail_opens == 0
+    s.stop()
+    be.fail_opens = 3
+    with pytest.raises(SessionError, match="in use by another program"):
+        s.start(cfg)
+    assert states.names()[-2:] == ["starting", "error"] and be.fail_opens == 0 and not be._streams
+
+
 def test_voice_crash_is_reported():
     class Crashing(DspCore):
         calls = 0

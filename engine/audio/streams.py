@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -198,6 +199,8 @@ class AudioIO:
         self.startup_grace_s = startup_grace_s
         self._started = 0.0
         self.max_flagged = max_flagged_callbacks
+        self.realtime = bool(getattr(backend, "realtime_threads", False))
+        self.realtime_threads: dict[str, bool] = {}   # role -> whether its callback thread got SCHED_FIFO
         self.fault: str | None = None
         self.lost: DeviceInfo | None = None   # the device whose disappearance caused `fault`
         self.xrun_log = XrunLog(plan.rate)
@@ -345,7 +348,7 @@ class AudioIO:
             if self.recorder is not None:
                 self.recorder.push_input(x)
                 self.recorder.push_output(y)
-            self._calls["duplex"] += 1
+            self._counted("duplex")
         except Exception as exc:  # noqa: BLE001
             self._callback_failed(exc, outdata)
 
@@ -356,7 +359,7 @@ class AudioIO:
             self.runner.push(x, input_latency=_since(ti, "inputBufferAdcTime"))
             if self.recorder is not None:
                 self.recorder.push_input(x)
-            self._calls["input"] += 1
+            self._counted("input")
         except Exception as exc:  # noqa: BLE001
             self._callback_failed(exc, None)
 
@@ -370,7 +373,7 @@ class AudioIO:
             np.copyto(outdata, y[:, None])
             if self.recorder is not None:
                 self.recorder.push_output(y)
-            self._calls["output"] += 1
+            self._counted("output")
         except Exception as exc:  # noqa: BLE001
             self._callback_failed(exc, outdata)
 
@@ -380,9 +383,15 @@ class AudioIO:
             self.runner.pull(y, monitor=True)
             y *= self.monitor_gain
             np.copyto(outdata, y[:, None])
-            self._calls["monitor"] += 1
+            self._counted("monitor")
         except Exception as exc:  # noqa: BLE001
             self._callback_failed(exc, outdata)
+
+    def _counted(self, role: str) -> None:
+        """One more callback of `role`; on the first, ask for real-time scheduling (see `_realtime`)."""
+        if self._calls[role] == 0 and self.realtime:
+            self.realtime_threads[role] = _realtime()
+        self._calls[role] += 1
 
     def _input(self, indata: np.ndarray, frames: int) -> np.ndarray:
         x = self._in_copy[:frames]
@@ -423,6 +432,25 @@ class AudioIO:
             if device is not None and device.name in text:
                 return device.label
         return "The audio device"
+
+
+AUDIO_THREAD_PRIORITY = 10
+
+
+def _realtime() -> bool:
+    """SCHED_FIFO (priority AUDIO_THREAD_PRIORITY) for the calling thread, where the OS allows it.
+
+    PortAudio's ALSA callback thread runs at normal priority unless asked (sounddevice never asks);
+    on a loaded machine it was then starved for tens of ms: output underflows every few seconds
+    (2-core VM, load 10). Desktop audio threads run SCHED_FIFO (JACK, PulseAudio via rtkit); where
+    the process may not (no CAP_SYS_NICE / RLIMIT_RTPRIO), nothing changes. Called once, from the
+    first callback of each stream: Linux applies sched_setscheduler(0, ...) to the calling thread.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(AUDIO_THREAD_PRIORITY))
+        return True
+    except (AttributeError, OSError):
+        return False
 
 
 def _since(ti: Any, attr: str) -> float | None:
@@ -468,6 +496,7 @@ class SoundDeviceBackend:
     """PortAudio via sounddevice (WASAPI/ASIO extras only where the host API has them)."""
 
     name = "PortAudio"
+    realtime_threads = True       # AudioIO asks for SCHED_FIFO on its callback threads (where allowed)
 
     def __init__(self, latency: str | float = "low") -> None:
         import sounddevice as sd
@@ -582,7 +611,8 @@ class SimulatedBackend:
     first channel) is kept in `played[name]`, indexed by clock
     sample, so input and output line up on one clock. Time stamps say the input is
     `input_latency` s old and the output plays `output_latency` s later. Faults on demand:
-    `disconnect(name)`, `flag_status(True)` (or any `SimFlags`), `fail_open = "message"`,
+    `disconnect(name)`, `flag_status(True)` (or any `SimFlags`), `fail_open = "message"` (for the
+    next `fail_opens` opens only, when set),
     `output_latency` changed while running (a latency step).
 
     `lockstep=True`: before each tick the clock waits until no stream's consumer has work pending
@@ -608,6 +638,7 @@ class SimulatedBackend:
         self.clock = 0                       # clock samples elapsed
         self.lockstep, self.lockstep_timeout_s = lockstep, lockstep_timeout_s
         self.fail_open: str | None = None
+        self.fail_opens: int | None = None    # fail only the next N opens (None: every open)
         self.unequal_output_channels = 0     # callbacks whose output channels differed
         self.flags = SimFlags()
         self.gone: set[str] = set()
@@ -642,7 +673,9 @@ class SimulatedBackend:
             raise DeviceError(explain_error("Invalid number of channels", device.label))
 
     def open(self, request: StreamRequest) -> _SimStream:
-        if self.fail_open:
+        if self.fail_open and self.fail_opens != 0:
+            if self.fail_opens is not None:
+                self.fail_opens -= 1
             raise DeviceError(explain_error(self.fail_open, "Simulated device"))
         for device, kind, ch in ((request.input, "input", request.input_channels),
                                  (request.output, "output", request.output_channels)):

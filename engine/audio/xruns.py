@@ -15,9 +15,11 @@ A latency step: on ALSA (and the ALSA `pulse` plugin) an output underrun makes t
 the stream with a full buffer again, so what we write plays later from then on (seen: ~130 → ~155
 ms after one underrun in a 120 s run). The step is visible in the callbacks' own time stamps: the
 median output delay over the last `window` callbacks moves and stays. `check()` reports a step once
-it has held for a whole window, with its cause: the xrun flagged just before it, or none (the
-driver changed its buffer by itself). Steps under 15 ms are not reported: through PulseAudio on a
-busy machine the reported delay wanders by up to ~14 ms without any xrun (measured, 2-core VM).
+it has held for a whole window (or, still moving, two windows later: on a loaded 2-core VM with
+output underflows every few seconds the delay wandered 140 → 460 → 140 ms and never settled), with
+its cause: the xruns flagged just before it, or none (the driver changed its buffer by itself).
+Steps under 15 ms are not reported: through PulseAudio on a busy machine the reported delay
+wanders by up to ~14 ms without any xrun (measured, 2-core VM).
 """
 from __future__ import annotations
 
@@ -126,12 +128,13 @@ class XrunLog:
                 self._baseline, self._steady = float(newer), k
             return None
         if abs(newer - self._baseline) < self.threshold_s:
-            if abs(older - self._baseline) < self.threshold_s:
-                self._steady = k
+            self._steady = k
             return None
-        if abs(older - self._baseline) < self.threshold_s or abs(newer - older) >= self.threshold_s:
-            return None                                   # a step still settling
-        # It began after the last steady check's windows started; an xrun may precede it a little.
+        if abs(newer - older) >= self.threshold_s and k - self._steady < 2 * w:
+            return None                                   # still moving: give it two windows to settle
+        # Settled at a new level, or still wandering two windows later (a busy sound server: report
+        # where it is now, and again two windows later if it keeps moving). It began after the last
+        # steady check's windows started; an xrun may precede it a little.
         step = LatencyStep(1000.0 * self._baseline, 1000.0 * float(newer), self._cause(since=self._steady - w))
         self.steps.append(step)
         self._baseline, self._steady = float(newer), k
