@@ -38,6 +38,7 @@ from engine.converter import Converter
 from engine.voice_core import VoiceCore
 from engine.audio.devices import DeviceError
 from engine.audio.pulse import pulse_target_exists
+from engine.audio.realtime import WORKER_PRIORITY, make_realtime
 from engine.latency import LatencyBreakdown, end_to_end, ms_to_samples
 from engine.audio.recorder import Recorder
 from engine.settings import Settings
@@ -243,6 +244,8 @@ class LiveSession:
                      stall_timeout_s=self._stall_timeout_s)
         self._runner, self._io = runner, io
         runner.start()
+        if getattr(self.backend, "realtime_threads", False) and runner.thread_id is not None:
+            make_realtime(WORKER_PRIORITY, runner.thread_id)
         io.start()
 
     def stop(self) -> None:

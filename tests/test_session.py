@@ -60,6 +60,14 @@ class States:
         raise AssertionError(f"no {state!r} state number {n}; saw {self.names()}")
 
 
+def observed(be: SimulatedBackend, **session_kwargs) -> tuple[LiveSession, States]:
+    """A session on `be` whose reported states are recorded."""
+    s = LiveSession(be, **session_kwargs)
+    states = States()
+    s.on_state = states
+    return s, states
+
+
 def lag_of(y: np.ndarray, x: np.ndarray, max_lag: int) -> int:
     """The delay of y against x by cross-correlation (FFT), searched in [0, max_lag]."""
     n = 1 << int(np.ceil(np.log2(len(x) + len(y))))
@@ -144,9 +152,7 @@ def test_unplugged_device_waits_then_resumes_with_the_same_latency():
     resumes by itself, same settings, same fixed latency, every sample at that latency again."""
     x = voiced(8.0)
     be = SimulatedBackend(x, lockstep=True)
-    s = LiveSession(be, reconnect_s=0.1)
-    states = States()
-    s.on_state = states
+    s, states = observed(be, reconnect_s=0.1)
     cfg = SessionConfig(input_device="Sim Microphone", output_device="Sim Cable", voice=passthrough, settings=OPEN)
     s.start(cfg)
     be.wait_clock(RATE)
@@ -180,9 +186,7 @@ def test_unplugged_device_waits_then_resumes_with_the_same_latency():
 
 def test_stop_while_waiting_stops_and_a_vanished_device_refuses_to_start():
     be = SimulatedBackend(voiced(4.0), lockstep=True)
-    s = LiveSession(be, reconnect_s=0.1)
-    states = States()
-    s.on_state = states
+    s, states = observed(be, reconnect_s=0.1)
     cfg = SessionConfig(input_device="Sim Microphone", output_device="Sim Cable", voice=passthrough, settings=OPEN)
     s.start(cfg)
     be.wait_clock(RATE // 4)
@@ -212,9 +216,7 @@ def test_start_failure_reports_a_sentence():
 
 def test_an_open_that_fails_once_is_retried_and_one_that_keeps_failing_is_a_sentence():
     be = SimulatedBackend(voiced(2.0), lockstep=True)
-    s = LiveSession(be, open_retry_s=0.01)
-    states = States()
-    s.on_state = states
+    s, states = observed(be, open_retry_s=0.01)
     cfg = SessionConfig(input_device="Sim Cable", output_device="Sim Cable", voice=passthrough, settings=OPEN)
     be.fail_open, be.fail_opens = "Device unavailable [PaErrorCode -9985]", 2
     s.start(cfg)                                                # two refusals, the third open works

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ import numpy as np
 from engine.audio.devices import (DeviceError, DeviceInfo, Kind, SampleRateError, device_error, explain_error,
                                   find_device, list_devices, refresh)
 from engine.audio.pulse import aimed_at, pulse_target_exists
+from engine.audio.realtime import CALLBACK_PRIORITY, make_realtime
 from engine.audio.xruns import XrunLog
 from engine.runner import RealtimeRunner
 
@@ -388,9 +388,10 @@ class AudioIO:
             self._callback_failed(exc, outdata)
 
     def _counted(self, role: str) -> None:
-        """One more callback of `role`; on the first, ask for real-time scheduling (see `_realtime`)."""
+        """One more callback of `role`; on the first, ask for real-time scheduling (engine.audio.realtime:
+        Linux applies it to the calling thread, the driver's callback thread)."""
         if self._calls[role] == 0 and self.realtime:
-            self.realtime_threads[role] = _realtime()
+            self.realtime_threads[role] = make_realtime(CALLBACK_PRIORITY)
         self._calls[role] += 1
 
     def _input(self, indata: np.ndarray, frames: int) -> np.ndarray:
@@ -432,25 +433,6 @@ class AudioIO:
             if device is not None and device.name in text:
                 return device.label
         return "The audio device"
-
-
-AUDIO_THREAD_PRIORITY = 10
-
-
-def _realtime() -> bool:
-    """SCHED_FIFO (priority AUDIO_THREAD_PRIORITY) for the calling thread, where the OS allows it.
-
-    PortAudio's ALSA callback thread runs at normal priority unless asked (sounddevice never asks);
-    on a loaded machine it was then starved for tens of ms: output underflows every few seconds
-    (2-core VM, load 10). Desktop audio threads run SCHED_FIFO (JACK, PulseAudio via rtkit); where
-    the process may not (no CAP_SYS_NICE / RLIMIT_RTPRIO), nothing changes. Called once, from the
-    first callback of each stream: Linux applies sched_setscheduler(0, ...) to the calling thread.
-    """
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(AUDIO_THREAD_PRIORITY))
-        return True
-    except (AttributeError, OSError):
-        return False
 
 
 def _since(ti: Any, attr: str) -> float | None:
@@ -496,7 +478,7 @@ class SoundDeviceBackend:
     """PortAudio via sounddevice (WASAPI/ASIO extras only where the host API has them)."""
 
     name = "PortAudio"
-    realtime_threads = True       # AudioIO asks for SCHED_FIFO on its callback threads (where allowed)
+    realtime_threads = True       # the audio threads ask for SCHED_FIFO (engine.audio.realtime), where allowed
 
     def __init__(self, latency: str | float = "low") -> None:
         import sounddevice as sd
