@@ -67,7 +67,10 @@ def lag_of(y: np.ndarray, x: np.ndarray, max_lag: int, min_lag: int = 0) -> int:
 
 def run_through_engine(pulse, tmp_path, voice, signal, *, input_device="vc_in", output_device="vc_out",
                        settings=OPEN, **cfg_extra):
-    """Play `signal` into vc_in with the engine running; returns (meter recording, stats, session)."""
+    """Play `signal` into vc_in with the engine running; returns (meter recording, stats, session,
+    history): `history` is the engine's stats every 0.25 s while it ran."""
+    import threading
+
     from engine.session import LiveSession, SessionConfig
 
     rec = MeterRecording(tmp_path / "meter.raw")
@@ -75,7 +78,15 @@ def run_through_engine(pulse, tmp_path, voice, signal, *, input_device="vc_in", 
     session = LiveSession()
     cfg = SessionConfig(input_device=input_device, output_device=output_device, sample_rate=RATE, voice=voice,
                         settings=settings, **cfg_extra)
+    history, done = [], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.25):
+            history.append(session.stats())
+
     session.start(cfg)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     try:
         start = rec.frames()
         rec.wait_frames(start + RATE // 2)              # let the streams settle
@@ -84,8 +95,10 @@ def run_through_engine(pulse, tmp_path, voice, signal, *, input_device="vc_in", 
         rec.wait_frames(rec.frames() + RATE)            # the tail (latency) comes out
         stats = session.stats()
     finally:
+        done.set()
+        sampler.join()
         session.stop()
-    return rec.stop(), stats, session
+    return rec.stop(), stats, session, history
 
 
 def disturbance(st) -> str:
@@ -104,6 +117,7 @@ def run_twice_if_disturbed(pulse, tmp_path, voice, signal, **kwargs):
     driver flags an xrun (and the ALSA pulse plugin may then step the delay). A run the engine
     marks as disturbed is not evidence either way, so it is run again, once; the second run is
     asserted as strictly as the first would have been, disturbed or not. The bounds never change.
+    (The latency test below needs no repeat for a single xrun: it measures the clean windows.)
     """
     first = run_through_engine(pulse, tmp_path / "1", voice, signal, **_in(tmp_path / "1", kwargs))
     why = disturbance(first[1])
@@ -111,6 +125,35 @@ def run_twice_if_disturbed(pulse, tmp_path, voice, signal, **kwargs):
         return first
     print(f"\nrepeat: the first run was disturbed ({why})")
     return run_through_engine(pulse, tmp_path / "2", voice, signal, **_in(tmp_path / "2", kwargs))
+
+
+SETTLE_AFTER_XRUN_S = 2.0
+
+
+def clean_windows(starts, lags_ms, xrun_positions, history, window_s: float = 2.0):
+    """For each measured window: the latency the engine reported for it, or None when an xrun
+    disturbed it.
+
+    `starts`: each window's first sample as an engine input position (the engine's own input
+    recording is indexed by it, as are the xrun positions). A window is disturbed when an xrun was
+    flagged from half a second before its input until its output had played and settled
+    (`SETTLE_AFTER_XRUN_S` later): the driver may restart there with another buffer fill. A clean
+    window is compared with what the engine reported between the same two xruns (the last stats
+    snapshot with as many xruns as had happened before the window), so a latency the driver moved
+    at an xrun is checked against the report after it.
+    """
+    xruns = np.asarray(xrun_positions, np.int64)
+    w, settle = int(window_s * RATE), int(SETTLE_AFTER_XRUN_S * RATE)
+    reported = {}
+    for st in history:
+        if st.state == "running" and st.latency is not None:
+            reported[st.device_xruns] = st.latency.total_ms
+    found = []
+    for start, lag_ms in zip(starts, lags_ms):
+        end = start + w + int(lag_ms * RATE / 1000) + settle
+        hit = np.any((xruns >= start - RATE // 2) & (xruns < end))
+        found.append(None if hit else reported.get(int(np.count_nonzero(xruns < start))))
+    return found
 
 
 def _in(folder, kwargs):
@@ -132,12 +175,13 @@ def windowed(out: np.ndarray, expected: np.ndarray, lag: int, seconds: float = 2
             continue
         seg = out[start + lag - s:start + lag + s + w]
         local = lag - s + lag_of(seg, ref, 2 * s)
-        found.append((local, float(np.corrcoef(out[start + local:start + local + w], ref)[0, 1])))
+        found.append((start, local, float(np.corrcoef(out[start + local:start + local + w], ref)[0, 1])))
     return found
 
 
-def measure(meter: np.ndarray, rec_in: np.ndarray, voice) -> tuple[np.ndarray, np.ndarray]:
-    """End-to-end latency (ms) and correlation with the offline conversion, per window.
+def measure(meter: np.ndarray, rec_in: np.ndarray, voice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per window: its start as an engine input position, the end-to-end latency (ms) and the
+    correlation with the offline conversion.
 
     The engine's recording of its own input starts at its stream start; find that instant on the
     meter clock. Converting that input offline from the same start gives what the engine should
@@ -159,7 +203,8 @@ def measure(meter: np.ndarray, rec_in: np.ndarray, voice) -> tuple[np.ndarray, n
     expected[a:a + n] = converted[b:b + n]
     lag = lag_of(out, expected, RATE)
     found = windowed(out, expected, lag)
-    return np.array([f[0] for f in found]) * 1000.0 / RATE, np.array([f[1] for f in found])
+    return (np.array([f[0] - a + b for f in found]), np.array([f[1] for f in found]) * 1000.0 / RATE,
+            np.array([f[2] for f in found]))
 
 
 @pytest.mark.parametrize("voice, seconds", VOICES)
@@ -167,20 +212,30 @@ def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, secon
     if isinstance(voice, str) and voice.startswith("fixture:"):
         voice = str(request.getfixturevalue(voice.split(":", 1)[1]))
     x = voiced(seconds)
-    meter, st, session = run_twice_if_disturbed(pulse, tmp_path, voice, x, record_dir=tmp_path / "rec")
+    for attempt in (1, 2):
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        meter, st, session, history = run_through_engine(pulse, folder, voice, x, record_dir=folder / "rec")
+        rec_in, _ = sf.read(st.recording_paths[0], dtype="float32")
+        starts, lags_ms, rs = measure(meter, rec_in, voice)
+        reported = clean_windows(starts, lags_ms, st.xruns.positions, history)
+        clean = np.array([r is not None for r in reported])
+        print(f"\n{getattr(voice, '__name__', voice)}: measured {np.median(lags_ms):.1f} ms "
+              f"(windows {lags_ms.min():.1f}..{lags_ms.max():.1f}), reported {st.latency.total_ms:.1f} ms, error "
+              f"{np.median(lags_ms) - st.latency.total_ms:+.1f} ms; correlation min {rs.min():.3f} median "
+              f"{np.median(rs):.3f}; {clean.sum()} of {len(clean)} windows clean; device xruns "
+              f"{st.xruns.describe()}; breakdown {dict((k, round(v, 1)) for k, v in st.latency.as_ms().items())}")
+        if clean.sum() >= seconds // 2 - 2 or attempt == 2:
+            break
+        # More than a single xrun's worth of windows lost: not evidence either way, run again once.
+        print(f"repeat: too few clean windows ({disturbance(st)})")
     assert st.state == "running" and st.error is None
     assert st.underruns == 0, f"{st.underruns} underruns"
     assert st.blocks_processed >= seconds * 1000 / OPEN.block_ms
-    rec_in, _ = sf.read(st.recording_paths[0], dtype="float32")
-    lags_ms, rs = measure(meter, rec_in, voice)
-    reported_ms = st.latency.total_ms
-    print(f"\n{getattr(voice, '__name__', voice)}: measured {np.median(lags_ms):.1f} ms "
-          f"(windows {lags_ms.min():.1f}..{lags_ms.max():.1f}), reported {reported_ms:.1f} ms, error "
-          f"{np.median(lags_ms) - reported_ms:+.1f} ms; correlation min {rs.min():.3f} median {np.median(rs):.3f}; "
-          f"device xruns {st.device_xruns}; breakdown {dict((k, round(v, 1)) for k, v in st.latency.as_ms().items())}")
-    assert len(lags_ms) >= seconds // 2 - 2
-    assert np.abs(lags_ms - reported_ms).max() <= TOLERANCE_MS
-    assert rs.min() >= 0.9
+    assert clean.sum() >= seconds // 2 - 2
+    errors = [abs(lag - ref) for lag, ref in zip(lags_ms, reported) if ref is not None]
+    assert max(errors) <= TOLERANCE_MS
+    assert rs[clean].min() >= 0.9
 
 
 def test_pulse_targets_run_as_two_streams(pulse, tmp_path):
@@ -191,8 +246,8 @@ def test_pulse_targets_run_as_two_streams(pulse, tmp_path):
     plan = plan_streams(SoundDeviceBackend(), input="pulse:vc_in.monitor", output="pulse:vc_out", sample_rate=RATE)
     assert not plan.duplex
     x = voiced(4.0, seed=1)
-    meter, st, _ = run_twice_if_disturbed(pulse, tmp_path, passthrough, x, input_device="pulse:vc_in.monitor",
-                                          output_device="pulse:vc_out")
+    meter, st, _, _ = run_twice_if_disturbed(pulse, tmp_path, passthrough, x, input_device="pulse:vc_in.monitor",
+                                             output_device="pulse:vc_out")
     assert st.underruns == 0 and st.latency is not None
     lag = lag_of(meter[:, 1], meter[:, 0], RATE)
     measured_ms = 1000.0 * lag / RATE

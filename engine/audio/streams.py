@@ -39,8 +39,8 @@ from typing import Any, Callable, Literal, Protocol
 
 import numpy as np
 
-from engine.audio.devices import (DeviceError, DeviceInfo, Kind, SampleRateError, device_error, explain_error,
-                                  find_device, list_devices, refresh)
+from engine.audio.devices import (PORTAUDIO_LOCK, DeviceError, DeviceInfo, Kind, SampleRateError, device_error,
+                                  explain_error, find_device, list_devices, refresh)
 from engine.audio.pulse import aimed_at, pulse_target_exists
 from engine.audio.realtime import CALLBACK_PRIORITY, make_realtime
 from engine.audio.xruns import XrunLog
@@ -503,7 +503,7 @@ class SoundDeviceBackend:
     def check(self, device: DeviceInfo, kind: Kind, rate: int, channels: int, exclusive: bool = False) -> None:
         fn = self.sd.check_input_settings if kind == "input" else self.sd.check_output_settings
         try:
-            with aimed_at(**{"source" if kind == "input" else "sink": device.pulse_target}):
+            with PORTAUDIO_LOCK, aimed_at(**{"source" if kind == "input" else "sink": device.pulse_target}):
                 fn(device=device.index, channels=channels, samplerate=rate, dtype="float32",
                    extra_settings=self._extra(device, exclusive))
         except Exception as exc:  # noqa: BLE001 - PortAudioError or ValueError: both become a sentence
@@ -516,8 +516,8 @@ class SoundDeviceBackend:
         column = None if r.input is None or r.input_channels != 1 else r.input_column
         in_extra = self._extra(r.input, r.exclusive, column) if r.input else None
         out_extra = self._extra(r.output, r.exclusive) if r.output else None
-        with aimed_at(source=r.input.pulse_target if r.input else None,
-                      sink=r.output.pulse_target if r.output else None):
+        with PORTAUDIO_LOCK, aimed_at(source=r.input.pulse_target if r.input else None,
+                                      sink=r.output.pulse_target if r.output else None):
             if r.kind == "duplex":
                 stream = sd.Stream(device=(r.input.index, r.output.index),
                                    channels=(r.input_channels, r.output_channels),
