@@ -52,10 +52,10 @@ def test_real_session_estimate_start_readouts_stop(qtbot, live) -> None:
     window.run_command("pitch_up")  # live-safe: applied without a restart
     qtbot.wait(300)
     assert window.bridge.state == "running"
+    # the converted voice reaches the virtual cable (a latency after the first block: wait for it)
+    qtbot.waitUntil(lambda: np.abs(backend.played["Sim Cable"]).max() > 0.01, timeout=10000)
     window.start_button.click()
     qtbot.waitUntil(lambda: window.bridge.state == "stopped", timeout=10000)
-    played = backend.played["Sim Cable"]
-    assert np.abs(played).max() > 0.01  # the converted voice reached the virtual cable
     qtbot.waitUntil(lambda: timing.estimate.text().startswith("Estimated delay ≈"), timeout=20000)
 
 
