@@ -99,7 +99,8 @@ class AudioBridge(QObject):
 
     @property
     def running(self) -> bool:
-        return self._state in ("starting", "running")
+        """A session is on: starting, running, or waiting for a device that went away."""
+        return self._state in ("starting", "running", "waiting")
 
     @property
     def recording(self) -> bool:
@@ -507,7 +508,7 @@ class AudioBridge(QObject):
             self._timer.stop()
             self.poll()  # one last snapshot so the readouts show the final numbers
             self.estimate_latency()  # back to "what Start would give"
-        elif state in ("starting", "running"):
+        elif state in ("starting", "running", "waiting"):   # waiting: a device went away, the session waits
             self._timer.start()
         if state == "error":
             self.message.emit("error", message or "The session stopped with an error.")

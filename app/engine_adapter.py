@@ -114,6 +114,14 @@ class EngineAdapter:
 
         return [_voice_info(info) for info in voices.list_installed()]
 
+    def open_converter(self, spec: str, settings: Settings, rate: int) -> tuple[str, Any]:
+        """(the voice's name, an `engine.converter.Converter` of `spec` at `rate` Hz): the object live
+        audio runs, for converting offline (the self-test). Raises `VoicePackError` for a bad voice."""
+        from engine import voices
+        from engine.converter import Converter
+
+        return voices.describe(spec).name, Converter(lambda s: voices.load_voice(spec, s), settings, rate)
+
     def validate_pack(self, folder: Path) -> set[str]:
         """Raise when `folder` is not a valid pack; return the names of the files it consists of."""
         from engine.voicepack import load_manifest
@@ -187,6 +195,10 @@ def readouts_from_stats(stats: LiveStats) -> Readouts:
         blocks=int(stats.blocks_processed),
         recording=tuple(str(p) for p in (stats.recording_paths or ())),
         device_xruns=int(stats.device_xruns),
+        xruns_text=stats.xruns.describe(),
+        latency_steps=tuple(str(step) for step in stats.latency_steps),
+        waiting_for=str(stats.waiting_for) if stats.waiting_for else None,
+        reconnects=int(stats.reconnects),
         sample_rate=int(stats.sample_rate) if stats.sample_rate else None,
         notes=tuple(str(n) for n in stats.notes),
     )

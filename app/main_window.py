@@ -18,7 +18,7 @@ from app.values import Readouts
 
 SAVE_DELAY_MS = 500  # settle slider drags before writing settings.json
 STATE_TEXT = {"stopped": "Stopped", "starting": "Starting…", "running": "LIVE", "stopping": "Stopping…",
-              "error": "Error — fix it and press Start again"}
+              "error": "Error — fix it and press Start again", "waiting": "Waiting for the device…"}
 BANNER_COLOURS = {"error": "#c0392b", "warning": "#b9770e"}
 BANNER_STYLE = "background: %s; color: white; padding: 8px; border-radius: 4px;"
 START_STYLE = ("QPushButton {font-size: 20pt; font-weight: bold; padding: 14px 40px; border-radius: 8px;"
@@ -166,7 +166,7 @@ class MainWindow(QMainWindow):
 
     # -- observers ------------------------------------------------------------------------------------
     def _on_state(self, state: str, message: str) -> None:
-        running = state in ("starting", "running")
+        running = state in ("starting", "running", "waiting")
         self.start_button.setText("■  Stop" if running else "▶  Start")
         self.start_button.setStyleSheet(START_STYLE % ("#c0392b" if running else "#27ae60"))
         self.start_button.setEnabled(state != "stopping")
@@ -178,7 +178,7 @@ class MainWindow(QMainWindow):
             # Not the engine's start message: its latency figure is from before the first blocks;
             # the measured one is in the Live panel and next to the Stop button.
             self.statusBar().showMessage("Live: your converted voice is on the output.")
-        elif state == "starting" and message:
+        elif state in ("starting", "waiting") and message:
             self.statusBar().showMessage(message)
 
     def _on_readouts(self, readouts: Readouts) -> None:

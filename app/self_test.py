@@ -67,18 +67,15 @@ def _portaudio_version() -> str:
 
 def run_self_test(voice: str | None = None) -> SelfTestReport:
     """Convert `SECONDS` of `voice_like_signal` with `voice` (default: the app's default voice)."""
+    from app.engine_adapter import EngineAdapter
     from app.settings_store import AppConfig
-    from engine.converter import Converter
-    from engine.voicepack import VoicePackError
-    from engine.voices import describe, load_voice
 
     defaults = AppConfig()
     spec = voice or defaults.voice
     settings = defaults.settings
     try:
-        name = describe(spec).name
-        converter = Converter(lambda s: load_voice(spec, s), settings, DEVICE_RATE)
-    except (VoicePackError, ValueError, OSError) as exc:
+        name, converter = EngineAdapter().open_converter(spec, settings, DEVICE_RATE)
+    except (ValueError, OSError) as exc:  # VoicePackError is a ValueError
         raise SelfTestError(f"the voice {spec!r} could not be loaded: {exc}") from exc
     audio = voice_like_signal(SECONDS, DEVICE_RATE)
     block = int(round(settings.block_ms * DEVICE_RATE / 1000))

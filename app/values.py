@@ -124,6 +124,10 @@ class Readouts:
     blocks: int = 0
     recording: tuple[str, ...] = ()
     device_xruns: int = 0          # over/underflows the driver reported (vs. `underruns`: late blocks)
+    xruns_text: str = "0"          # the same by kind, e.g. "2 (output underflow 2)"
+    latency_steps: tuple[str, ...] = ()   # each driver delay step, a sentence with its cause
+    waiting_for: str | None = None  # state "waiting": the device audio resumes on when it is back
+    reconnects: int = 0            # times audio resumed by itself after a device came back
     sample_rate: int | None = None
     notes: tuple[str, ...] = ()    # e.g. "the monitor is the output device; ignored"
 

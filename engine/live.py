@@ -5,17 +5,21 @@
     python -m engine.live --create-virtual-mic          # Linux: CoMo Live Cable + CoMo Live Mic
     python -m engine.live --input 3 --output pulse:como_live_sink --monitor 5 --voice ~/voices/alto --key 5
 
-Prints one status line a second (latency, compute p50/p99 against the block budget, underruns,
-levels). Ctrl-C stops cleanly. Exit status: 0 after a clean stop, 1 when the session failed,
-2 for bad arguments.
+Prints one status line a second (latency, compute p50/p99 against the block budget, underruns =
+late blocks, xruns = what the driver flagged, levels; a latency step with its cause). When a device
+goes away the line says "waiting for <device>" and audio resumes by itself when it is back.
+Ctrl-C stops cleanly ("[stopped] Stopped.", no traceback). Exit status: 0 after a clean stop
+(Ctrl-C included), 1 when the session failed, 2 for bad arguments.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 import threading
 import time
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from engine.audio import devices, virtual_cable
 from engine.audio.pulse import PulseError
@@ -66,13 +70,17 @@ def _budget_arg(text: str) -> float:
 
 def status_line(st: LiveStats) -> str:
     """One line of readouts."""
+    xruns = f"xruns {st.xruns.describe()}"
+    if st.state == "waiting":
+        return f"waiting for {st.waiting_for} | {xruns} | reconnects {st.reconnects}"
     lat = f"{st.latency.total_ms:.0f} ms" if st.latency is not None else "?"
     p50 = "-" if st.compute_p50_ms is None else f"{st.compute_p50_ms:.1f}"
     p99 = "-" if st.compute_p99_ms is None else f"{st.compute_p99_ms:.1f}"
     budget = "" if st.block_budget_ms is None else \
         f" / budget {st.block_budget_ms:.1f}{' auto' if st.budget_auto else ''}"
-    return (f"latency {lat} | compute p50 {p50} p99 {p99} ms{budget} | underruns {st.underruns} | "
-            f"in {st.input_level_db:6.1f} dB  out {st.output_level_db:6.1f} dB")
+    step = f" | {st.latency_steps[-1]}" if st.latency_steps else ""
+    return (f"latency {lat} | compute p50 {p50} p99 {p99} ms{budget} | underruns {st.underruns} | {xruns} | "
+            f"in {st.input_level_db:6.1f} dB  out {st.output_level_db:6.1f} dB{step}")
 
 
 def list_everything() -> str:
@@ -119,50 +127,65 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(cfg, args.seconds)
 
 
+@contextlib.contextmanager
+def ctrl_c_sets(event: threading.Event) -> Iterator[None]:
+    """While inside: Ctrl-C (SIGINT) sets `event` instead of raising KeyboardInterrupt wherever
+    the main thread happens to be (half-way through a stop, a print, a PortAudio call)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run(cfg: SessionConfig, seconds: float | None, session: LiveSession | None = None) -> int:
     """Start, print a status line a second until Ctrl-C / `seconds` / an error, stop."""
     session = session or LiveSession()
-    failed = threading.Event()
+    failed, stop = threading.Event(), threading.Event()
 
     def on_state(state: str, message: str) -> None:
         if state == "error":
             failed.set()
+            stop.set()
         if message:
             print(f"[{state}] {message}", file=sys.stderr, flush=True)
 
     session.on_state = on_state
-    try:
-        session.start(cfg)
-    except SessionError:
-        return 1
-    except KeyboardInterrupt:          # Ctrl-C while the voice was loading
-        session.stop()
-        return 130
     tty = sys.stdout.isatty()
-    said: set[str | None] = {None, *session.stats().notes}   # the plan's notes came with "running"
     end = None if seconds is None else time.monotonic() + seconds
-    try:
-        while not failed.is_set() and (end is None or time.monotonic() < end):
-            failed.wait(1.0 if end is None else max(0.0, min(1.0, end - time.monotonic())))
-            if session.running:
-                st = session.stats()
-                for note in (st.budget_note, *st.notes):
-                    if note not in said:           # a budget change or a resync: say why, once
-                        said.add(note)
-                        print(("\n" if tty else "") + f"[note] {note}", file=sys.stderr, flush=True)
-                line = status_line(st)
-                print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if tty:
-            print()
-        st = session.stats()
-        session.stop()
-        for path in st.recording_paths:
-            print(f"recorded {path}")
+    with ctrl_c_sets(stop):
+        try:
+            session.start(cfg)       # (Ctrl-C while the voice loads: stops right after)
+        except SessionError:
+            return 1
+        said: set[str | None] = {None, *session.stats().notes}   # the plan's notes came with "running"
+        try:
+            while not stop.is_set() and (end is None or time.monotonic() < end):
+                stop.wait(1.0 if end is None else max(0.0, min(1.0, end - time.monotonic())))
+                if session.state in ("running", "waiting") and not stop.is_set():
+                    st = session.stats()
+                    for note in (st.budget_note, *st.notes):
+                        if note not in said:           # a budget change or a resync: say why, once
+                            said.add(note)
+                            print(("\n" if tty else "") + f"[note] {note}", file=sys.stderr, flush=True)
+                    line = status_line(st)
+                    print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
+        finally:
+            if tty:
+                print()
+            st = session.stats()
+            session.stop()
+            for path in st.recording_paths:
+                print(f"recorded {path}")
     return 1 if failed.is_set() else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:        # Ctrl-C before the session's own handler was installed
+        print("[stopped] Stopped.", file=sys.stderr)
+        sys.exit(130)

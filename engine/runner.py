@@ -375,6 +375,11 @@ class RealtimeRunner:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def thread_id(self) -> int | None:
+        """The worker's OS thread id (the session schedules it real-time), None before start."""
+        return None if self._thread is None else self._thread.native_id
+
     def update(self, **settings: Any) -> None:
         """Live-safe settings: applied by the worker between converter calls (`late_fill` at once)."""
         if "late_fill" in settings:

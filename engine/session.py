@@ -2,16 +2,21 @@
 
 ```python
 s = LiveSession(backend=None)            # None = PortAudio (sounddevice); tests pass SimulatedBackend
-s.on_state = lambda state, message: ...  # from ANY thread: "starting", "running", "stopped", "error"
+s.on_state = lambda state, message: ...  # from ANY thread: "starting", "running", "waiting", "stopped", "error"
 s.estimate_latency(cfg) -> LatencyBreakdown   # before starting (device buffers as the devices advertise)
 s.start(cfg); s.running; s.update(pitch=3)    # live-safe keys apply at once, others restart cleanly
 s.stats() -> LiveStats                         # cheap snapshot, any thread
 s.stop()
 ```
 Control calls (start/stop/update/estimate_latency) come from one control thread at a time; a
-watchdog thread polls the streams ~20x/s and, on a fault (device unplugged, stream error, voice
-crash), stops everything cleanly and reports a sentence through `on_state("error", ...)`. A later
-`start()` works again without restarting the program.
+watchdog thread polls the streams ~20x/s. When a device goes away (unplugged, its PulseAudio sink
+removed, the sound server restarted) the session is kept: the streams close, the state becomes
+"waiting" ("Waiting for <device>…"), and every `reconnect_s` the watchdog looks for it again; when
+it (or, for a config that asked for the system default, the new default) is back, audio resumes
+with the same settings, rate and fixed latency (state "running" again; `LiveStats.reconnects`
+counts it). Any other fault (a voice crash, a driver failing on every callback) stops everything
+cleanly and is reported through `on_state("error", ...)`; a later `start()` works again without
+restarting the program.
 
 Latency: `LatencyBreakdown` with the converter's parts, `block` (the worker waits for a full block),
 `compute_margin` (callback + compute budget, plus the measured input/output offset for split
@@ -22,14 +27,18 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from engine.audio.streams import AudioBackend, AudioIO, StreamPlan, plan_streams
+from engine.audio.xruns import XrunCounts
 from engine.converter import Converter
 from engine.voice_core import VoiceCore
 from engine.audio.devices import DeviceError
+from engine.audio.pulse import pulse_target_exists
+from engine.audio.realtime import WORKER_PRIORITY, make_realtime
 from engine.latency import LatencyBreakdown, end_to_end, ms_to_samples
 from engine.audio.recorder import Recorder
 from engine.settings import AUTO_BUDGET, Settings
@@ -96,8 +105,12 @@ class LiveStats:
     recording_paths: tuple[str, ...] = ()
     sample_rate: int | None = None
     device_xruns: int = 0                       # callbacks the driver flagged (over/underflow)
+    xruns: XrunCounts = field(default_factory=XrunCounts)   # the same, by kind, with positions
+    latency_steps: tuple[str, ...] = ()         # each output-delay step, a sentence with its cause
     stream_latency_ms: tuple[float, float] | None = None   # (in, out) as the streams report them
     notes: tuple[str, ...] = ()
+    waiting_for: str | None = None              # state "waiting": the device audio resumes on
+    reconnects: int = 0                         # times audio resumed after a device came back
 
 
 def _fixed_budget(cfg: SessionConfig, rate: int) -> int | None:
@@ -120,9 +133,17 @@ class LiveSession:
     """See the module docstring."""
 
     def __init__(self, backend: AudioBackend | None = None, *, watchdog_s: float = 0.05,
-                 stall_timeout_s: float = 1.0) -> None:
+                 stall_timeout_s: float = 1.0, reconnect_s: float = 1.0, open_attempts: int = 3,
+                 open_retry_s: float = 0.5) -> None:
         self._backend = backend
+        self._open_attempts, self._open_retry_s = open_attempts, open_retry_s
         self._stall_timeout_s = stall_timeout_s
+        self._reconnect_s = reconnect_s
+        self._waiting_for: str | None = None
+        self._reconnects = 0
+        self._budget_before: int | None = None   # the compute budget audio had when its device went away
+        self._xruns_before = XrunCounts()     # xruns of the streams closed by earlier reconnects
+        self._steps_before: tuple[str, ...] = ()
         self.on_state: StateCallback | None = None
         self._watchdog_s = watchdog_s
         self._state = "stopped"
@@ -170,9 +191,11 @@ class LiveSession:
     def start(self, cfg: SessionConfig) -> None:
         """Load the voice, open the devices and start; raises SessionError (after on_state "error")."""
         with self._lock:
-            if self._state in ("running", "starting"):
+            if self._state in ("running", "starting", "waiting"):
                 self._stop_locked(report=False)
             self._cfg, self._error = cfg, None
+            self._waiting_for, self._reconnects = None, 0
+            self._xruns_before, self._steps_before = XrunCounts(), ()
             self._set_state("starting", "Loading the voice and opening the audio devices…")
             try:
                 self._start_locked(cfg)
@@ -191,14 +214,6 @@ class LiveSession:
     def _start_locked(self, cfg: SessionConfig) -> None:
         plan = self._plan_for(cfg)
         self._plan = plan
-        converter = self._converter_for(cfg, plan.rate)
-        converter.reset()
-        s = cfg.settings
-        block = ms_to_samples(s.block_ms, plan.rate)
-        budget, adaptive = self._budget_for(cfg, plan.rate, converter)
-        runner = RealtimeRunner(converter, block, sample_rate=plan.rate, chunk=block, callback_frames=plan.frames,
-                                budget=budget, adaptive=adaptive, late_fill=s.late_fill,
-                                max_frames=max(16384, 8 * plan.frames))
         recorder = None
         if cfg.record_dir:
             recorder = Recorder(cfg.record_dir, plan.rate)
@@ -206,14 +221,46 @@ class LiveSession:
             self._recording = tuple(str(p) for p in recorder.paths)
         else:
             self._recording = ()
-        io = AudioIO(self.backend, plan, runner, monitor_gain_db=s.monitor_gain_db, recorder=recorder,
-                     stall_timeout_s=self._stall_timeout_s)
-        self._runner, self._io, self._recorder = runner, io, recorder
-        runner.start()
-        io.start()
+        self._recorder = recorder
+        for attempt in range(1, self._open_attempts + 1):
+            try:
+                self._open_audio(cfg, plan)
+                break
+            except DeviceError:
+                # A sound server that just started (or a device list from before it did) can refuse
+                # an open that works a moment later: look again, then retry; the last error is final.
+                self._close_audio()
+                if attempt == self._open_attempts:
+                    raise
+                time.sleep(self._open_retry_s)
+                self.backend.refresh()
+                plan = self._plan = self._plan_for(cfg)
         self._watch_stop.clear()
         self._watch = threading.Thread(target=self._watchdog, name="como-session-watchdog", daemon=True)
         self._watch.start()
+
+    def _open_audio(self, cfg: SessionConfig, plan: StreamPlan, keep_budget: int | None = None) -> None:
+        """A fresh runner and streams for `plan` (the converter and recorder are kept); `keep_budget`
+        (device samples) reuses a running session's compute budget instead of measuring one."""
+        converter = self._converter_for(cfg, plan.rate)
+        converter.reset()
+        s = cfg.settings
+        block = ms_to_samples(s.block_ms, plan.rate)
+        if keep_budget is not None:        # a resume keeps the latency the listener already has
+            budget, adaptive = keep_budget, (AdaptiveBudget(plan.rate, block)
+                                             if _fixed_budget(cfg, plan.rate) is None else None)
+        else:
+            budget, adaptive = self._budget_for(cfg, plan.rate, converter)
+        runner = RealtimeRunner(converter, block, sample_rate=plan.rate, chunk=block, callback_frames=plan.frames,
+                                budget=budget, adaptive=adaptive, late_fill=s.late_fill,
+                                max_frames=max(16384, 8 * plan.frames))
+        io = AudioIO(self.backend, plan, runner, monitor_gain_db=s.monitor_gain_db, recorder=self._recorder,
+                     stall_timeout_s=self._stall_timeout_s)
+        self._runner, self._io = runner, io
+        runner.start()
+        if getattr(self.backend, "realtime_threads", False) and runner.thread_id is not None:
+            make_realtime(WORKER_PRIORITY, runner.thread_id)
+        io.start()
 
     def stop(self) -> None:
         """Stop audio, the worker and the recorder (safe to call at any time)."""
@@ -230,13 +277,18 @@ class LiveSession:
             self._set_state("stopped", "Stopped.")
 
     def _teardown(self) -> None:
+        self._close_audio()
+        if self._recorder is not None:
+            self._recorder.stop()
+        self._recorder = None
+        self._waiting_for = None
+
+    def _close_audio(self) -> None:
         if self._io is not None:
             self._io.stop()
         if self._runner is not None:
             self._runner.stop()
-        if self._recorder is not None:
-            self._recorder.stop()
-        self._io = self._recorder = None
+        self._io = None
 
     def update(self, **changes: Any) -> None:
         """Change settings: live-safe ones (Settings.LIVE_SAFE) at once, others by a clean restart."""
@@ -269,6 +321,8 @@ class LiveSession:
             return LiveStats(state=self._state, error=self._error)
         rs = runner.stats()
         reported_in, reported_out = io.reported_latency() if io is not None else (0.0, 0.0)
+        xruns = _add_counts(self._xruns_before, io.xrun_log.counts()) if io is not None else self._xruns_before
+        steps = self._steps_before + (tuple(step.sentence() for step in io.xrun_log.steps) if io is not None else ())
         lat_in = rs.input_latency_ms / 1000.0 if rs.input_latency_ms is not None else reported_in
         lat_out = rs.output_latency_ms / 1000.0 if rs.output_latency_ms is not None else reported_out
         queue = rs.queue_ms * plan.rate / 1000.0 if rs.queue_ms is not None else float(runner.split_margin)
@@ -281,9 +335,10 @@ class LiveSession:
             provider=str(getattr(conv, "provider", "")), provider_note=str(getattr(conv, "provider_note", "")),
             input_level_db=rs.input_level_db, output_level_db=rs.output_level_db,
             blocks_processed=rs.blocks_processed, recording_paths=self._recording, sample_rate=plan.rate,
-            device_xruns=io.xruns if io is not None else 0,
+            device_xruns=xruns.total, xruns=xruns, latency_steps=steps,
             stream_latency_ms=(1000.0 * reported_in, 1000.0 * reported_out),
-            notes=plan.notes + ((rs.resync_note,) if rs.resync_note else ()))
+            notes=plan.notes + ((rs.resync_note,) if rs.resync_note else ()),
+            waiting_for=self._waiting_for, reconnects=self._reconnects)
 
     # --- internals -----------------------------------------------------------------------------------
     def _plan_for(self, cfg: SessionConfig) -> StreamPlan:
@@ -350,24 +405,68 @@ class LiveSession:
         return st.latency.total_ms if st.latency is not None else 0.0
 
     def _watchdog(self) -> None:
+        next_try = 0.0
         while not self._watch_stop.wait(self._watchdog_s):
             io = self._io
-            fault = io.poll() if io is not None else None
-            if fault is not None:
-                # A control call may hold the lock and be waiting for this thread: never block on it.
-                while not self._lock.acquire(timeout=0.05):
-                    if self._watch_stop.is_set():
-                        return
-                try:
-                    if self._watch_stop.is_set():
-                        return
+            waiting = self._state == "waiting"
+            fault = io.poll() if io is not None and not waiting else None
+            if fault is None and not (waiting and time.monotonic() >= next_try):
+                continue
+            # A control call may hold the lock and be waiting for this thread: never block on it.
+            while not self._lock.acquire(timeout=0.05):
+                if self._watch_stop.is_set():
+                    return
+            try:
+                if self._watch_stop.is_set():
+                    return
+                if waiting:
+                    next_try = time.monotonic() + self._reconnect_s
+                    self._try_resume()
+                elif io is not None and io.lost is not None and self._runner is not None \
+                        and self._runner.fault is None:
+                    self._wait_for(io.lost.label, fault)
+                    next_try = time.monotonic() + self._reconnect_s
+                else:
                     self._watch_stop.set()
                     self._teardown()
                     self._error = fault
                     self._set_state("error", f"{fault} Audio stopped; press Start to try again.")
-                finally:
-                    self._lock.release()
+                    return
+            finally:
+                self._lock.release()
+
+    def _wait_for(self, device: str, fault: str) -> None:
+        """The device went away: close the streams (keep everything else) and wait for it."""
+        self._keep_xruns()
+        self._budget_before = self._runner.budget if self._runner is not None else None
+        self._close_audio()
+        self._waiting_for = device
+        self._set_state("waiting", f"{fault} Waiting for {device}; audio resumes by itself when it is back.")
+
+    def _try_resume(self) -> None:
+        """Look for the lost device again; when it is back, reopen with the same rate and latency."""
+        cfg, old = self._cfg, self._plan
+        assert cfg is not None and old is not None
+        try:
+            self.backend.refresh()              # PortAudio only sees devices present when it started
+            plan = self._plan_for(dataclasses.replace(cfg, sample_rate=old.rate))
+            if _missing_pulse_target(plan) is not None:
                 return
+            self._plan = plan
+            self._open_audio(cfg, plan, keep_budget=self._budget_before)
+        except (DeviceError, OSError):
+            self._close_audio()             # still gone, or not ready yet: try again later
+            return
+        device, self._waiting_for = self._waiting_for, None
+        self._reconnects += 1
+        self._set_state("running", f"{device} is back: running again at {plan.rate} Hz, latency about "
+                                   f"{self._runner_latency_ms():.0f} ms.")
+
+    def _keep_xruns(self) -> None:
+        io = self._io
+        if io is not None:
+            self._xruns_before = _add_counts(self._xruns_before, io.xrun_log.counts())
+            self._steps_before += tuple(step.sentence() for step in io.xrun_log.steps)
 
     def _set_state(self, state: str, message: str) -> None:
         self._state = state
@@ -377,3 +476,18 @@ class LiveSession:
                 callback(state, message)
             except Exception:  # noqa: BLE001 - a broken observer must not break the audio session
                 pass
+
+
+def _add_counts(a: XrunCounts, b: XrunCounts) -> XrunCounts:
+    """Xrun counts of two stream lifetimes together (positions: the later one's, its own clock)."""
+    return XrunCounts(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in dataclasses.fields(a)
+                         if f.name != "positions"}, positions=b.positions)
+
+
+def _missing_pulse_target(plan: StreamPlan) -> str | None:
+    """A `pulse:NAME` device of `plan` whose sink/source does not exist (yet): opening it now would
+    let PulseAudio play into another device."""
+    for device, kind in ((plan.input, "input"), (plan.output, "output"), (plan.monitor, "output")):
+        if device is not None and device.pulse_target and not pulse_target_exists(device.pulse_target, kind):
+            return device.name
+    return None

@@ -13,17 +13,25 @@
 # ALSA names for PortAudio (Debian's PortAudio only has the ALSA host API and reaches PulseAudio through
 # the ALSA `pulse` plugin): pcm.vc_in (capture), pcm.vc_out, pcm.vc_mon (playback), pcm.meter (capture),
 # defined in DIR/asound.conf, which ALSA_CONFIG_PATH points at (it includes the system alsa.conf first).
+# Real-time scheduling: a desktop's sound server runs its I/O threads SCHED_FIFO (through rtkit); this one
+# runs under `chrt -f $rt_priority` where the machine allows it (root / CAP_SYS_NICE), and so do its
+# keepers. Without it, on a loaded 2-core VM, the server and the test's recorder were starved for tens of ms:
+# output underflows every few seconds and samples missing from the meter recording.
 set -euo pipefail
 
 cmd="${1:-}"
 dir="${2:-${COMO_PULSE_DIR:-/tmp/como-pulse}}"
 rate=48000
+rt_priority=10
+rt=""
+if chrt -f "$rt_priority" true 2>/dev/null; then rt="chrt -f $rt_priority"; fi
 
 client_env() {
     echo "export PULSE_SERVER=unix:$dir/run/pulse/native"
     echo "export PULSE_CLIENTCONFIG=$dir/client.conf"
     echo "export ALSA_CONFIG_PATH=$dir/asound.conf"
     echo "export COMO_PULSE_DIR=$dir"
+    echo "export COMO_PULSE_RT=\"$rt\""
 }
 
 write_configs() {
@@ -50,10 +58,13 @@ start() {
     command -v pactl >/dev/null || { echo "pulse.sh: pactl is not installed (apt-get install pulseaudio-utils)" >&2; exit 2; }
     write_configs
     if ! running; then
+        # (PulseAudio drops its capabilities, then makes its I/O threads real-time itself only
+        # within RLIMIT_RTPRIO, 0 by default outside a desktop session.)
+        ulimit -r 20 2>/dev/null || true
         # -n: no default.pa; everything we need is loaded explicitly, so the set of devices is fixed.
         XDG_RUNTIME_DIR="$dir/run" XDG_CONFIG_HOME="$dir/config" XDG_STATE_HOME="$dir/state" HOME="$dir" \
         PULSE_CLIENTCONFIG="$dir/client.conf" \
-        pulseaudio --daemonize=yes -n --use-pid-file=yes --exit-idle-time=-1 --disallow-exit \
+        $rt pulseaudio --daemonize=yes -n --use-pid-file=yes --exit-idle-time=-1 --disallow-exit \
             --log-target=file:"$dir/pulse.log" --log-level=notice \
             -L "module-native-protocol-unix auth-anonymous=1" \
             -L "module-null-sink sink_name=meter format=float32le rate=$rate channels=2 channel_map=front-left,front-right sink_properties=device.description=meter" \
@@ -69,7 +80,7 @@ start() {
         : > "$dir/keepers.pid"
         for src in meter.monitor vc_mon.monitor; do
             PULSE_SERVER="unix:$dir/run/pulse/native" PULSE_CLIENTCONFIG="$dir/client.conf" \
-                nohup parecord --device=$src --rate=$rate --format=float32le --raw --latency-msec=10 /dev/null \
+                nohup $rt parecord --device=$src --rate=$rate --format=float32le --raw --latency-msec=10 /dev/null \
                 >/dev/null 2>&1 &
             echo $! >> "$dir/keepers.pid"
         done

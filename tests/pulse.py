@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "pulse.sh"
 RATE = 48000
-ENV_KEYS = ("PULSE_SERVER", "PULSE_CLIENTCONFIG", "ALSA_CONFIG_PATH", "COMO_PULSE_DIR")
+ENV_KEYS = ("PULSE_SERVER", "PULSE_CLIENTCONFIG", "ALSA_CONFIG_PATH", "COMO_PULSE_DIR", "COMO_PULSE_RT")
 
 
 class PulseUnavailable(RuntimeError):
@@ -41,8 +41,8 @@ class PulseServer:
                               timeout=30)
         if done.returncode != 0:
             raise PulseUnavailable(f"scripts/pulse.sh could not start a server: {done.stderr.strip()}")
-        self.env = dict(line[len("export "):].split("=", 1) for line in done.stdout.splitlines()
-                        if line.startswith("export "))
+        self.env = {k: v.strip('"') for k, v in (line[len("export "):].split("=", 1) for line in
+                                                  done.stdout.splitlines() if line.startswith("export "))}
         if not self._saved:
             self._saved = {k: os.environ.get(k) for k in ENV_KEYS}
         os.environ.update(self.env)
@@ -102,13 +102,19 @@ def rescan_portaudio() -> None:
     refresh()
 
 
+def realtime() -> list[str]:
+    """`chrt -f N` when scripts/pulse.sh runs the server real-time (see there), else nothing: the
+    test's own player and recorder are clients of that server and must keep up as it does."""
+    return os.environ.get("COMO_PULSE_RT", "").split()
+
+
 class MeterRecording:
     """parecord of meter.monitor: stereo float32 at 48 kHz into a raw file."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.proc = subprocess.Popen(
-            ["parecord", "--device=meter.monitor", f"--rate={RATE}", "--channels=2", "--format=float32le", "--raw",
+            [*realtime(), "parecord", "--device=meter.monitor", f"--rate={RATE}", "--channels=2", "--format=float32le", "--raw",
              "--latency-msec=10", str(self.path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def frames(self) -> int:
@@ -135,6 +141,6 @@ def play(signal: np.ndarray, path: str | Path, sink: str = "vc_in") -> subproces
     """Play mono float32 `signal` into `sink` via a raw file at `path` (returns at once; `.wait()`
     returns once pacat has handed everything to the server)."""
     np.asarray(signal, np.float32).tofile(path)
-    return subprocess.Popen(["pacat", "--playback", f"--device={sink}", f"--rate={RATE}", "--channels=1",
+    return subprocess.Popen([*realtime(), "pacat", "--playback", f"--device={sink}", f"--rate={RATE}", "--channels=1",
                              "--format=float32le", "--raw", "--latency-msec=20", str(path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -19,6 +19,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from app.engine_adapter import EngineAdapter  # noqa: E402
 from app.settings_store import BUILTIN_VOICE  # noqa: E402
 from app.values import DeviceInfo, VoiceInfo  # noqa: E402
+from engine.audio.xruns import XrunCounts  # noqa: E402
 from engine.latency import LatencyBreakdown, ms_to_samples  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from engine.voicepack import NetworkSpec, TensorSpec, VoiceManifest, load_manifest, sha256_file, write_manifest  # noqa: E402
@@ -53,9 +54,13 @@ class FakeStats:
     recording_paths: tuple[str, ...] = ()
     sample_rate: int | None = None
     device_xruns: int = 0
+    xruns: XrunCounts = XrunCounts()
+    latency_steps: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     budget_auto: bool = False
     budget_note: str | None = None
+    waiting_for: str | None = None
+    reconnects: int = 0
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,7 @@ class FakeSession:
                 underruns=blocks // 5, queue_depth=1, provider="CPU",
                 provider_note="CUDA is not available: no NVIDIA GPU was found.",
                 input_level_db=-30 + 10 * wobble, output_level_db=-24 + 8 * wobble, blocks_processed=blocks,
-                sample_rate=RATE, device_xruns=1)
+                sample_rate=RATE, device_xruns=1, xruns=XrunCounts(output_underflow=1, positions=(4800,)))
 
 
 def make_device(index: int, name: str, hostapi: str = "ALSA", inputs: int = 0, outputs: int = 0,

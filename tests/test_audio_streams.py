@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from engine.audio import devices
-from engine.audio.streams import AudioIO, SimDevice, SimulatedBackend, plan_streams
+from engine.audio.streams import AudioIO, SimDevice, SimFlags, SimulatedBackend, StreamPlan, plan_streams
 from engine.audio.devices import DeviceError, DeviceInfo, explain_error, find_device
 from engine.audio.pulse import aimed_at
 from engine.audio.recorder import Recorder
@@ -124,6 +124,18 @@ def test_plan_duplex_split_and_monitor():
         plan_streams(be, input=None, output=None, input_channel=2)
 
 
+def test_alsa_plugin_devices_run_as_two_streams_hardware_as_one():
+    """The ALSA pulse plugin fails PortAudio's duplex loop (see DeviceInfo.duplex_safe)."""
+    def plan(device: DeviceInfo) -> StreamPlan:
+        return StreamPlan(input=device, output=device, monitor=None, rate=RATE, frames=480, input_channels=1,
+                          input_column=0, output_channels=2, monitor_channels=0, exclusive=False)
+
+    assert not plan(dev(3, "pulse")).duplex and not plan(dev(4, "default")).duplex
+    assert not plan(dev(3, "pulse:vc_out", pulse_target="vc_out")).duplex
+    assert plan(dev(0, "HDA Intel PCH: ALC892 Analog (hw:0,0)")).duplex
+    assert plan(dev(2, "Speakers", api="Windows WASAPI")).duplex
+
+
 def test_unsupported_rate_falls_back_to_the_device_default_and_says_so():
     be = SimulatedBackend()
     p = plan_streams(be, input=None, output="Sim Headphones", sample_rate=44100)
@@ -165,7 +177,7 @@ def run_io(be, plan, seconds, recorder=None, monitor_gain_db=0.0):
 @pytest.mark.parametrize("split", [False, True])
 def test_streams_convert_with_constant_latency(split):
     x = impulses(3 * RATE)
-    be = SimulatedBackend(x)
+    be = SimulatedBackend(x, lockstep=True)
     plan = plan_streams(be, input="Sim Microphone" if split else "Sim Cable", output="Sim Cable",
                         monitor="Sim Headphones")
     runner, io, fault = run_io(be, plan, 2.0, monitor_gain_db=-6.0)
@@ -269,7 +281,7 @@ def test_open_failure_is_a_sentence_and_closes_everything():
 
 def test_recorder_writes_input_and_output(tmp_path):
     x = impulses(2 * RATE)
-    be = SimulatedBackend(x)
+    be = SimulatedBackend(x, lockstep=True)
     plan = plan_streams(be, input="Sim Cable", output="Sim Cable")
     rec = Recorder(tmp_path / "rec", RATE, stem="take")
     rec.start()
@@ -283,3 +295,41 @@ def test_recorder_writes_input_and_output(tmp_path):
     np.testing.assert_array_equal(xin, x[:len(xin)])
     d = runner.latency()
     np.testing.assert_array_equal(yout[d:], xin[:len(yout) - d])
+
+
+def test_xruns_are_counted_by_kind_and_a_latency_step_is_reported_with_its_cause():
+    """An output underflow after which the driver plays everything 25 ms later (what the ALSA
+    pulse plugin does after an underrun): counted, and the step reported once, naming the xrun."""
+    be = SimulatedBackend(speed=4.0, lockstep=True)
+    plan = plan_streams(be, input="Sim Cable", output="Sim Cable")
+    runner = RealtimeRunner(Delay(), 960, sample_rate=RATE, chunk=960, callback_frames=480)
+    io = AudioIO(be, plan, runner)
+    io.latency_step_check_s = 0.0
+    runner.start()
+    io.start()
+    try:
+        be.flag_status(SimFlags(priming_output=True))            # not an xrun
+        be.wait_clock(be.clock + 2 * 480)
+        be.flag_status(False)
+        be.wait_clock(be.clock + 300 * 480)                      # two windows of steady time stamps
+        assert io.poll() is None and io.xruns == 0 and io.xrun_log.counts().priming >= 1
+        assert io.xrun_log.steps == []
+        be.flag_status(SimFlags(output_underflow=True))
+        be.output_latency += 0.025
+        be.wait_clock(be.clock + 480)
+        be.flag_status(False)
+        be.wait_clock(be.clock + 300 * 480)
+        assert io.poll() is None
+        counts = io.xrun_log.counts()
+        assert counts.output_underflow == counts.total >= 1 and counts.input_overflow == 0
+        assert len(counts.positions) == counts.total and counts.describe().startswith(f"{counts.total} (output")
+        steps = io.xrun_log.steps
+        assert len(steps) == 1 and steps[0].step_ms == pytest.approx(25.0, abs=0.5)
+        assert "output underflow" in steps[0].cause and "+25 ms" in steps[0].sentence()
+        be.output_latency -= 0.025                               # a step back without an xrun
+        be.wait_clock(be.clock + 300 * 480)
+        io.poll()
+        assert len(io.xrun_log.steps) == 2 and "no xrun was reported" in io.xrun_log.steps[1].cause
+    finally:
+        io.stop()
+        runner.stop()

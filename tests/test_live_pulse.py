@@ -72,7 +72,10 @@ def lag_of(y: np.ndarray, x: np.ndarray, max_lag: int, min_lag: int = 0) -> int:
 
 def run_through_engine(pulse, tmp_path, voice, signal, *, input_device="vc_in", output_device="vc_out",
                        settings=OPEN, **cfg_extra):
-    """Play `signal` into vc_in with the engine running; returns (meter recording, stats, session)."""
+    """Play `signal` into vc_in with the engine running; returns (meter recording, stats, session,
+    history): `history` is the engine's stats every 0.25 s while it ran."""
+    import threading
+
     from engine.session import LiveSession, SessionConfig
 
     rec = MeterRecording(tmp_path / "meter.raw")
@@ -80,7 +83,15 @@ def run_through_engine(pulse, tmp_path, voice, signal, *, input_device="vc_in", 
     session = LiveSession()
     cfg = SessionConfig(input_device=input_device, output_device=output_device, sample_rate=RATE, voice=voice,
                         settings=settings, **cfg_extra)
+    history, done = [], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.25):
+            history.append(session.stats())
+
     session.start(cfg)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     try:
         start = rec.frames()
         # let the streams settle (and an adaptive budget make its one lowering, TIGHTEN_AFTER_S)
@@ -91,8 +102,70 @@ def run_through_engine(pulse, tmp_path, voice, signal, *, input_device="vc_in", 
         rec.wait_frames(rec.frames() + RATE)            # the tail (latency) comes out
         stats = session.stats()
     finally:
+        done.set()
+        sampler.join()
         session.stop()
-    return rec.stop(), stats, session
+    return rec.stop(), stats, session, history
+
+
+def disturbance(st) -> str:
+    """What the engine's own counters say disturbed a run ("" = nothing): driver xruns, latency
+    steps, late blocks."""
+    parts = [f"driver xruns {st.xruns.describe()}"] if st.device_xruns else []
+    parts += list(st.latency_steps)
+    parts += [f"{st.underruns} late blocks"] if st.underruns else []
+    return "; ".join(parts)
+
+
+def run_twice_if_disturbed(pulse, tmp_path, voice, signal, **kwargs):
+    """`run_through_engine`, repeated once when the engine itself recorded a disturbance.
+
+    On a shared 2-core machine another process can starve the sound server for a moment: the
+    driver flags an xrun (and the ALSA pulse plugin may then step the delay). A run the engine
+    marks as disturbed is not evidence either way, so it is run again, once; the second run is
+    asserted as strictly as the first would have been, disturbed or not. The bounds never change.
+    (The latency test below needs no repeat for a single xrun: it measures the clean windows.)
+    """
+    first = run_through_engine(pulse, tmp_path / "1", voice, signal, **_in(tmp_path / "1", kwargs))
+    why = disturbance(first[1])
+    if not why:
+        return first
+    print(f"\nrepeat: the first run was disturbed ({why})")
+    return run_through_engine(pulse, tmp_path / "2", voice, signal, **_in(tmp_path / "2", kwargs))
+
+
+SETTLE_AFTER_XRUN_S = 2.0
+
+
+def clean_windows(starts, lags_ms, xrun_positions, history, window_s: float = 2.0):
+    """For each measured window: the latency the engine reported for it, or None when an xrun
+    disturbed it.
+
+    `starts`: each window's first sample as an engine input position (the engine's own input
+    recording is indexed by it, as are the xrun positions). A window is disturbed when an xrun was
+    flagged from half a second before its input until its output had played and settled
+    (`SETTLE_AFTER_XRUN_S` later): the driver may restart there with another buffer fill. A clean
+    window is compared with what the engine reported between the same two xruns (the last stats
+    snapshot with as many xruns as had happened before the window), so a latency the driver moved
+    at an xrun is checked against the report after it.
+    """
+    xruns = np.asarray(xrun_positions, np.int64)
+    w, settle = int(window_s * RATE), int(SETTLE_AFTER_XRUN_S * RATE)
+    reported = {}
+    for st in history:
+        if st.state == "running" and st.latency is not None:
+            reported[st.device_xruns] = st.latency.total_ms
+    found = []
+    for start, lag_ms in zip(starts, lags_ms):
+        end = start + w + int(lag_ms * RATE / 1000) + settle
+        hit = np.any((xruns >= start - RATE // 2) & (xruns < end))
+        found.append(None if hit else reported.get(int(np.count_nonzero(xruns < start))))
+    return found
+
+
+def _in(folder, kwargs):
+    folder.mkdir(parents=True, exist_ok=True)
+    return {k: (folder / "rec" if k == "record_dir" else v) for k, v in kwargs.items()}
 
 
 def windowed(out: np.ndarray, expected: np.ndarray, lag: int, seconds: float = 2.0, search_ms: float = 30.0):
@@ -109,12 +182,13 @@ def windowed(out: np.ndarray, expected: np.ndarray, lag: int, seconds: float = 2
             continue
         seg = out[start + lag - s:start + lag + s + w]
         local = lag - s + lag_of(seg, ref, 2 * s)
-        found.append((local, float(np.corrcoef(out[start + local:start + local + w], ref)[0, 1])))
+        found.append((start, local, float(np.corrcoef(out[start + local:start + local + w], ref)[0, 1])))
     return found
 
 
-def measure(meter: np.ndarray, rec_in: np.ndarray, voice, settings: Settings = OPEN) -> tuple[np.ndarray, np.ndarray]:
-    """End-to-end latency (ms) and correlation with the offline conversion, per window.
+def measure(meter: np.ndarray, rec_in: np.ndarray, voice, settings: Settings = OPEN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per window: its start as an engine input position, the end-to-end latency (ms) and the
+    correlation with the offline conversion.
 
     The engine's recording of its own input starts at its stream start; find that instant on the
     meter clock. Converting that input offline from the same start gives what the engine should
@@ -136,7 +210,8 @@ def measure(meter: np.ndarray, rec_in: np.ndarray, voice, settings: Settings = O
     expected[a:a + n] = converted[b:b + n]
     lag = lag_of(out, expected, RATE)
     found = windowed(out, expected, lag)
-    return np.array([f[0] for f in found]) * 1000.0 / RATE, np.array([f[1] for f in found])
+    return (np.array([f[0] - a + b for f in found]), np.array([f[1] for f in found]) * 1000.0 / RATE,
+            np.array([f[2] for f in found]))
 
 
 @pytest.mark.parametrize("voice, seconds, settings", VOICES)
@@ -144,39 +219,51 @@ def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, secon
     if isinstance(voice, str) and voice.startswith("fixture:"):
         voice = str(request.getfixturevalue(voice.split(":", 1)[1]))
     x = voiced(seconds)
-    meter, st, session = run_through_engine(pulse, tmp_path, voice, x, settings=settings, record_dir=tmp_path / "rec")
+    for attempt in (1, 2):
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        meter, st, session, history = run_through_engine(pulse, folder, voice, x, settings=settings,
+                                                         record_dir=folder / "rec")
+        rec_in, _ = sf.read(st.recording_paths[0], dtype="float32")
+        starts, lags_ms, rs = measure(meter, rec_in, voice, settings)
+        reported = clean_windows(starts, lags_ms, st.xruns.positions, history)
+        clean = np.array([r is not None for r in reported])
+        print(f"\n{getattr(voice, '__name__', voice)}: measured {np.median(lags_ms):.1f} ms "
+              f"(windows {lags_ms.min():.1f}..{lags_ms.max():.1f}), reported {st.latency.total_ms:.1f} ms, error "
+              f"{np.median(lags_ms) - st.latency.total_ms:+.1f} ms; correlation min {rs.min():.3f} median "
+              f"{np.median(rs):.3f}; {clean.sum()} of {len(clean)} windows clean; device xruns "
+              f"{st.xruns.describe()}; breakdown {dict((k, round(v, 1)) for k, v in st.latency.as_ms().items())}")
+        if clean.sum() >= seconds // 2 - 2 or attempt == 2:
+            break
+        # More than a single xrun's worth of windows lost: not evidence either way, run again once.
+        print(f"repeat: too few clean windows ({disturbance(st)})")
     assert st.state == "running" and st.error is None
     assert st.underruns == 0, f"{st.underruns} underruns"
     assert st.blocks_processed >= seconds * 1000 / settings.block_ms
-    rec_in, _ = sf.read(st.recording_paths[0], dtype="float32")
-    lags_ms, rs = measure(meter, rec_in, voice, settings)
-    reported_ms = st.latency.total_ms
-    print(f"\n{getattr(voice, '__name__', voice)}: measured {np.median(lags_ms):.1f} ms "
-          f"(windows {lags_ms.min():.1f}..{lags_ms.max():.1f}), reported {reported_ms:.1f} ms, error "
-          f"{np.median(lags_ms) - reported_ms:+.1f} ms; correlation min {rs.min():.3f} median {np.median(rs):.3f}; "
-          f"device xruns {st.device_xruns}; breakdown {dict((k, round(v, 1)) for k, v in st.latency.as_ms().items())}")
-    assert len(lags_ms) >= seconds // 2 - 2
-    assert np.abs(lags_ms - reported_ms).max() <= TOLERANCE_MS
-    assert rs.min() >= 0.9
+    assert clean.sum() >= seconds // 2 - 2
+    errors = [abs(lag - ref) for lag, ref in zip(lags_ms, reported) if ref is not None]
+    assert max(errors) <= TOLERANCE_MS
+    assert rs[clean].min() >= 0.9
     if settings is FAST:
         # What the engine itself adds at 20 ms blocks is fixed by construction (block 20 + the
         # built-in voice's 21.3 ms + resamplers 6.6 ms at 48 kHz); the rest is budget and devices.
         assert st.budget_auto and st.latency.algorithmic_ms <= 50.0
 
 
-def test_duplex_stream_on_pulse_targets(pulse, tmp_path):
-    """pulse:SOURCE and pulse:SINK share the ALSA 'pulse' device: one duplex stream."""
+def test_pulse_targets_run_as_two_streams(pulse, tmp_path):
+    """pulse:SOURCE and pulse:SINK share the ALSA 'pulse' device, but run as two streams: as one
+    duplex stream PortAudio ended 1 in 5 starts (see DeviceInfo.duplex_safe)."""
     from engine.audio.streams import SoundDeviceBackend, plan_streams
 
     plan = plan_streams(SoundDeviceBackend(), input="pulse:vc_in.monitor", output="pulse:vc_out", sample_rate=RATE)
-    assert plan.duplex
+    assert not plan.duplex
     x = voiced(4.0, seed=1)
-    meter, st, _ = run_through_engine(pulse, tmp_path, passthrough, x, input_device="pulse:vc_in.monitor",
-                                      output_device="pulse:vc_out")
+    meter, st, _, _ = run_twice_if_disturbed(pulse, tmp_path, passthrough, x, input_device="pulse:vc_in.monitor",
+                                             output_device="pulse:vc_out")
     assert st.underruns == 0 and st.latency is not None
     lag = lag_of(meter[:, 1], meter[:, 0], RATE)
     measured_ms = 1000.0 * lag / RATE
-    print(f"\nduplex: measured {measured_ms:.1f} ms, reported {st.latency.total_ms:.1f} ms")
+    print(f"\npulse targets: measured {measured_ms:.1f} ms, reported {st.latency.total_ms:.1f} ms")
     assert abs(measured_ms - st.latency.total_ms) <= TOLERANCE_MS
 
 
@@ -198,20 +285,31 @@ def test_cli_through_pulseaudio(pulse, tmp_path):
     assert listing.returncode == 0 and "vc_out" in listing.stdout and "pulse:vc_out" in listing.stdout
 
 
-def test_unplugged_output_stops_cleanly_and_restarts(pulse, tmp_path):
-    """The cable is unloaded mid-stream (pactl unload-module), then the whole server goes away."""
+def test_unplugged_output_waits_and_resumes_by_itself(pulse, tmp_path):
+    """The cable is unloaded mid-stream (pactl unload-module), then loaded again; later the whole
+    server goes away and comes back. The session waits each time and resumes by itself, with the
+    same settings and the same fixed (in-program) latency, and the meter hears the audio again."""
     import threading
 
     from engine.session import LiveSession, SessionConfig
 
-    session = LiveSession()
+    session = LiveSession(reconnect_s=0.25)
     events: list[tuple[str, str]] = []
-    failed = threading.Event()
+    changed = threading.Event()
 
     def on_state(state, message):
         events.append((state, message))
-        if state == "error":
-            failed.set()
+        changed.set()
+
+    def wait_state(state: str, after: int) -> str:
+        """The message of the first `state` reported after the first `after` events."""
+        for _ in range(200):
+            found = [m for s, m in events[after:] if s == state]
+            if found:
+                return found[0]
+            changed.wait(0.1)
+            changed.clear()
+        raise AssertionError(f"no {state!r} after event {after}: {events}")
 
     session.on_state = on_state
     cfg = SessionConfig(input_device="pulse:vc_in.monitor", output_device="pulse:vc_out", sample_rate=RATE,
@@ -220,45 +318,64 @@ def test_unplugged_output_stops_cleanly_and_restarts(pulse, tmp_path):
     try:
         session.start(cfg)
         rec.wait_frames(RATE // 2)
+        before = session.stats()
         # 1. The cable disappears. PulseAudio would quietly move our stream to another sink.
         pulse.pactl("unload-module", pulse.module_id("vc_out"))
-        assert failed.wait(10), events
-        assert "pulse:vc_out is gone" in events[-1][1] and "press Start" in events[-1][1]
-        assert not session.running and session.stats().error
-        with pytest.raises(Exception, match="vc_out"):
-            session.start(cfg)                 # still gone: refused with a sentence
-        # The cable comes back: start works again in the same process.
+        message = wait_state("waiting", 0)
+        assert "pulse:vc_out is gone" in message and "Waiting for pulse:vc_out" in message
+        st = session.stats()
+        assert st.state == "waiting" and st.waiting_for.startswith("pulse:vc_out") and st.error is None
+        # The cable comes back: audio resumes by itself, at the same latency.
         pulse.pactl("load-module", "module-remap-sink", "sink_name=vc_out", "master=meter", "format=float32le",
                     f"rate={RATE}", "channels=1", "channel_map=mono", "master_channel_map=front-right", "remix=no")
-        failed.clear()
-        session.start(cfg)
-        assert session.running
-        blocks = session.stats().blocks_processed
-        rec.wait_frames(rec.frames() + RATE // 2)
-        assert session.stats().blocks_processed > blocks
-        # 2. The whole audio server goes away mid-stream: PortAudio ends the stream.
+        assert "is back" in wait_state("running", 2)     # (after: starting, running)
+        assert_plays(session, rec, tmp_path, "first")
+        assert session.stats().reconnects == 1
+        # 2. The whole audio server goes away mid-stream: PortAudio ends the stream; we wait.
+        rec.proc.kill()
+        n = len(events)
         pulse.stop(restore_env=False)
-        assert failed.wait(10), events
-        assert "stopped" in events[-1][1] and "press Start" in events[-1][1]
-        assert not session.running
+        assert "stopped" in wait_state("waiting", n)
+        # (While the server shuts down it may still answer: the session can resume on it and wait
+        # again. Only a resume after the new server started counts.)
+        n = len(events)
+        pulse.start()                           # back, with the same device names
+        rec = MeterRecording(tmp_path / "meter2.raw")
+        assert "is back" in wait_state("running", n)
+        after = assert_plays(session, rec, tmp_path, "second")
     finally:
         rec.proc.kill()
         session.stop()
-    pulse.start()                           # back, with the same device names
-    cfg = SessionConfig(input_device="vc_in", output_device="vc_out", sample_rate=RATE, voice=passthrough,
-                        settings=OPEN)
-    rec = MeterRecording(tmp_path / "meter2.raw")
-    try:
-        session.start(cfg)
-        assert session.running
-        blocks = session.stats().blocks_processed
-        rec.wait_frames(RATE)
-        st = session.stats()
-        assert st.blocks_processed > blocks and st.underruns == 0
-    finally:
-        rec.proc.kill()
-        session.stop()
-    assert events[-1][0] == "stopped"
+        print("\n".join(f"[{s}] {m}" for s, m in events))
+    states = [s for s, _ in events]
+    assert states[:5] == ["starting", "running", "waiting", "running", "waiting"], events
+    assert states[-2:] == ["running", "stopped"] and states[4:-1] == ["waiting", "running"] * ((len(states) - 5) // 2)
+    assert after.reconnects == (len(states) - 3) // 2 and after.underruns == 0
+    fixed = ("block", "lookahead", "crossfade", "resampling", "core")
+    assert all(getattr(after.latency, f) == getattr(before.latency, f) for f in fixed)
+
+
+def assert_plays(session, rec, tmp_path, name):
+    """Play a signal through the resumed session: the meter hears it converted, no block late.
+
+    (The lag is printed, not asserted: in the first seconds after a stream (re)opens PulseAudio
+    still moves its buffers; the latency tests above measure a settled session.)"""
+    rec.wait_frames(rec.frames() + RATE // 2)      # settled
+    x = voiced(3.0, seed=2)
+    start = rec.frames()
+    player = play(x, tmp_path / f"{name}.raw")
+    assert player.wait(30) == 0, player.stderr.read()
+    rec.wait_frames(rec.frames() + RATE)
+    st = session.stats()
+    meter = np.fromfile(rec.path, dtype=np.float32)
+    meter = meter[: len(meter) // 2 * 2].reshape(-1, 2)[start:]
+    lag = lag_of(meter[:, 1], meter[:, 0], RATE)
+    n = len(x)
+    r = float(np.corrcoef(meter[lag:lag + n, 1], meter[:n, 0])[0, 1])
+    print(f"\n{name} resume: measured {1000.0 * lag / RATE:.1f} ms, reported {st.latency.total_ms:.1f} ms, r {r:.3f}")
+    assert st.state == "running" and st.underruns == 0
+    assert r >= 0.9
+    return st
 
 
 def test_pulse_targets_run_at_their_own_rate(pulse):

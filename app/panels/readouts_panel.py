@@ -123,10 +123,16 @@ class ReadoutsPanel(QGroupBox):
             kind = " (auto)" if readouts.budget_auto else ""
             self.compute_text.setText(f"p50 {p50:.1f} ms · p99 {p99:.1f} ms of {budget:.1f} ms budget{kind} — {verdict}")
             self.compute_text.setStyleSheet(f"color: {colour.name()}; font-weight: bold;" if colour else "")
-        self.underruns.setText(f"Dropouts: {readouts.underruns} late blocks · {readouts.device_xruns} driver xruns")
+        self.underruns.setText(f"Dropouts: {readouts.underruns} late blocks · driver xruns {readouts.xruns_text}")
         bad = readouts.underruns or readouts.device_xruns
         self.underruns.setStyleSheet("color: #e74c3c; font-weight: bold;" if bad else "")
-        notes = readouts.notes + ((readouts.budget_note,) if readouts.budget_note else ())
+        notes = list(readouts.notes) + list(readouts.latency_steps[-1:])
+        if readouts.budget_note:
+            notes.append(readouts.budget_note)
+        if readouts.waiting_for:
+            notes.insert(0, f"Waiting for {readouts.waiting_for}: audio resumes by itself when it is back.")
+        if readouts.reconnects:
+            notes.append(f"Audio resumed {readouts.reconnects}× after a device came back.")
         self.notes.setText("\n".join(notes))
         self.notes.setVisible(bool(notes))
         if readouts.provider:

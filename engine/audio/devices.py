@@ -14,6 +14,7 @@ sink such as the CoMo Live virtual microphone without editing ALSA configuration
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -58,6 +59,22 @@ class DeviceInfo:
         """True when one duplex stream can serve both (same device, same host API)."""
         return self.index == other.index and self.hostapi == other.hostapi
 
+    @property
+    def duplex_safe(self) -> bool:
+        """Whether PortAudio may run this device as one duplex stream.
+
+        Not for ALSA plugin devices (`pulse`, `default`, `pulse:NAME`, pcms defined in asound.conf):
+        only direct hardware (`(hw:X,Y)`). PortAudio's ALSA duplex loop asks the *other* PCM for
+        its delay (snd_pcm_delay) every period and ends the stream on any error but -EPIPE; the
+        ALSA pulse plugin (alsa-plugins 1.2.7) answers -EIO while its PulseAudio stream has no
+        timing data yet (it compares pa_stream_get_latency's -PA_ERR_NODATA with +PA_ERR_NODATA,
+        so it never waits for it) -- right after start and again after every xrun recovery, which
+        recreates the stream. Measured: 1 in 5 duplex starts on a fresh server ended at once
+        ("Expression 'err' failed in pa_linux_alsa.c, line 3355"), the user saw "disconnected".
+        Two one-direction streams never make that call.
+        """
+        return self.hostapi != "ALSA" or "(hw:" in self.name
+
 
 @dataclass(frozen=True)
 class HostApi:
@@ -67,6 +84,13 @@ class HostApi:
     devices: tuple[DeviceInfo, ...] = field(default_factory=tuple)
     default_input: int | None = None
     default_output: int | None = None
+
+
+# PortAudio's device list, and starting it again (`refresh`), are not thread-safe: a rescan from one
+# thread while another thread (a session waiting for its device, the app's device list) reads the
+# list or opens a stream aborted the process (seen: two Pa_Initialize at once, SIGABRT). Everything
+# that touches PortAudio's device list or opens a stream holds this lock.
+PORTAUDIO_LOCK = threading.RLock()
 
 
 def _sd() -> Any:
@@ -83,12 +107,13 @@ def list_devices(sd: Any = None, include_pulse: bool = False) -> list[DeviceInfo
     pick one by name. What the app and `engine.live --list-devices` show.
     """
     sd = sd or _sd()
-    try:
-        raw = sd.query_devices()
-        apis = sd.query_hostapis()
-    except Exception:  # noqa: BLE001 - PortAudio missing or not initialised: no devices
-        return []
-    default_in, default_out = _defaults(sd)
+    with PORTAUDIO_LOCK:
+        try:
+            raw = sd.query_devices()
+            apis = sd.query_hostapis()
+        except Exception:  # noqa: BLE001 - PortAudio missing or not initialised: no devices
+            return []
+        default_in, default_out = _defaults(sd)
     found = []
     for d in raw:
         found.append(DeviceInfo(
@@ -130,7 +155,8 @@ def host_apis(sd: Any = None) -> list[HostApi]:
     devices = list_devices(sd)
     groups: list[HostApi] = []
     try:
-        apis = sd.query_hostapis()
+        with PORTAUDIO_LOCK:
+            apis = sd.query_hostapis()
     except Exception:  # noqa: BLE001
         return groups
     for api in apis:
@@ -149,11 +175,12 @@ def refresh(sd: Any = None) -> None:
     Only call this with no stream open: PortAudio is shut down and started again.
     """
     sd = sd or _sd()
-    try:
-        sd._terminate()
-    except Exception:  # noqa: BLE001 - was not initialised
-        pass
-    sd._initialize()
+    with PORTAUDIO_LOCK:
+        try:
+            sd._terminate()
+        except Exception:  # noqa: BLE001 - was not initialised
+            pass
+        sd._initialize()
 
 
 def find_device(spec: int | str | None, kind: Kind, devices: list[DeviceInfo]) -> DeviceInfo:

@@ -7,7 +7,8 @@ io.start(); ...; io.poll()  # from a control thread, ~10x/s: watchdog, returns t
 io.stop()
 ```
 * One duplex stream when input and output are the same device on the same host API (one clock, the
-  lowest latency); otherwise split input/output streams joined by the runner's position-anchored
+  lowest latency) and PortAudio runs it safely as one (`DeviceInfo.duplex_safe`: not the ALSA
+  pulse plugin); otherwise split input/output streams joined by the runner's position-anchored
   output (bounded: it never queues more than the fixed prefill, and re-anchors on clock drift).
 * The monitor is its own output stream (its own device and gain) reading the same converted audio;
   it is ignored, with a note, when it is the main output device (hearing yourself twice).
@@ -17,8 +18,11 @@ io.stop()
 * Channels: one input channel is used (`input_channel`); the mono result is copied to every output
   channel (at most two are opened).
 * Faults (device gone, stream error, callbacks that stop coming, persistent xrun flags, a crashed
-  voice) set `fault` to a sentence; `poll()` reports it and the owner calls `stop()`. Callbacks
-  never raise and never block.
+  voice) set `fault` to a sentence; `poll()` reports it and the owner calls `stop()`. When the
+  fault is a device that went away, `lost` names it (the session then waits for it to return).
+  Callbacks never raise and never block.
+* Driver xruns (PortAudio's over/underflow flags) and latency steps are logged in `xrun_log`
+  (engine.audio.xruns); `poll()` also looks for latency steps.
 
 Backends: `SoundDeviceBackend` (PortAudio) and `SimulatedBackend` (no devices: a microphone that
 plays a given signal and outputs that are recorded, all on one simulated clock, with faults on
@@ -27,6 +31,7 @@ demand) for tests and demos.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -34,9 +39,11 @@ from typing import Any, Callable, Literal, Protocol
 
 import numpy as np
 
-from engine.audio.devices import (DeviceError, DeviceInfo, Kind, SampleRateError, device_error, explain_error,
-                                  find_device, list_devices, refresh)
+from engine.audio.devices import (PORTAUDIO_LOCK, DeviceError, DeviceInfo, Kind, SampleRateError, device_error,
+                                  explain_error, find_device, list_devices, refresh)
 from engine.audio.pulse import aimed_at, pulse_target_exists
+from engine.audio.realtime import CALLBACK_PRIORITY, make_realtime
+from engine.audio.xruns import XrunLog
 from engine.runner import RealtimeRunner
 
 StreamKind = Literal["duplex", "input", "output"]
@@ -64,7 +71,7 @@ class StreamPlan:
 
     @property
     def duplex(self) -> bool:
-        return self.input.same_stream_device(self.output)
+        return self.input.same_stream_device(self.output) and self.input.duplex_safe
 
 
 @dataclass
@@ -82,6 +89,9 @@ class StreamRequest:
     output_channels: int = 0
     input_column: int = 0
     exclusive: bool = False
+    # True while the consumer still has work for audio already delivered. A real device never waits
+    # for it; `SimulatedBackend(lockstep=True)` does, so a test about logic cannot be outrun.
+    pending: Callable[[], bool] | None = None
 
 
 class BackendStream(Protocol):
@@ -189,8 +199,13 @@ class AudioIO:
         self.startup_grace_s = startup_grace_s
         self._started = 0.0
         self.max_flagged = max_flagged_callbacks
+        self.realtime = bool(getattr(backend, "realtime_threads", False))
+        self.realtime_threads: dict[str, bool] = {}   # role -> whether its callback thread got SCHED_FIFO
         self.fault: str | None = None
-        self.xruns = 0                        # callbacks the driver flagged (over/underflow)
+        self.lost: DeviceInfo | None = None   # the device whose disappearance caused `fault`
+        self.xrun_log = XrunLog(plan.rate)
+        self.latency_step_check_s = 0.25
+        self._step_checked = 0.0
         self._flag_run = 0
         self._streams: dict[str, BackendStream] = {}
         self._calls: dict[str, int] = {}
@@ -205,6 +220,11 @@ class AudioIO:
     def start(self) -> None:
         """Open and start every stream; on failure close what was opened and raise DeviceError."""
         plan, rate = self.plan, self.plan.rate
+        runner = self.runner
+
+        def pending() -> bool:
+            return runner.alive and runner.in_ring.end - runner.processed_position >= runner.chunk
+
         requests: list[tuple[str, StreamRequest]] = []
         if plan.duplex:
             requests.append(("duplex", StreamRequest(
@@ -222,6 +242,7 @@ class AudioIO:
             requests.append(("monitor", StreamRequest(
                 "output", rate, plan.frames, self._monitor_cb, self._finished("monitor"), output=plan.monitor,
                 output_channels=plan.monitor_channels)))
+        requests = [(role, dataclasses.replace(r, pending=pending)) for role, r in requests]
         self._stopping = False
         try:
             for role, request in requests:
@@ -252,6 +273,11 @@ class AudioIO:
     @property
     def running(self) -> bool:
         return bool(self._streams) and not self._stopping
+
+    @property
+    def xruns(self) -> int:
+        """Callbacks the driver flagged with an over/underflow (see `xrun_log` for the kinds)."""
+        return self.xrun_log.counts().total
 
     def set_monitor_gain(self, db: float) -> None:
         self.monitor_gain = 10.0 ** (db / 20.0)
@@ -284,23 +310,30 @@ class AudioIO:
                     self._seen[role] = (self._calls[role], now)
                 elif now - since > limit:
                     device = self._role_device(role)
-                    self.fault = (f"{device.label} stopped delivering audio for {now - since:.1f} s. It may have "
-                                  "been unplugged, or another program took it over.")
+                    self._lose(device, f"{device.label} stopped delivering audio for {now - since:.1f} s. It may "
+                                       "have been unplugged, or another program took it over.")
             if self.fault is None and now - self._pulse_checked > 1.0:
                 self._pulse_checked = now
-                self.fault = self._pulse_gone()
+                self._pulse_gone()
+            if now - self._step_checked > self.latency_step_check_s:
+                self._step_checked = now
+                self.xrun_log.check()
         return self.fault
 
-    def _pulse_gone(self) -> str | None:
+    def _lose(self, device: DeviceInfo, sentence: str) -> None:
+        if self.fault is None:
+            self.lost, self.fault = device, sentence
+
+    def _pulse_gone(self) -> None:
         """`pulse:NAME` devices: PulseAudio silently moves a stream whose sink/source is removed (to
         the speakers, maybe), so check that the targets still exist."""
         plan = self.plan
         for device, kind in ((plan.input, "input"), (plan.output, "output"), (plan.monitor, "output")):
             if device is not None and device.pulse_target and pulse_target_exists(device.pulse_target, kind) is False:
                 what = "sink" if kind == "output" else "source"
-                return (f"{device.name} is gone: the PulseAudio {what} '{device.pulse_target}' was removed. "
-                        "Choose another device.")
-        return None
+                self._lose(device, f"{device.name} is gone: the PulseAudio {what} '{device.pulse_target}' was "
+                                   "removed.")
+                return
 
     # -- callbacks (audio threads: copy, never raise, never block) -----------------------------------
     def _duplex_cb(self, indata: np.ndarray, outdata: np.ndarray, frames: int, ti: Any, status: Any) -> None:
@@ -308,13 +341,14 @@ class AudioIO:
             self._flags(status)
             x = self._input(indata, frames)
             y = self._mono["output"][:frames]
-            self.runner.process(x, y, input_latency=_since(ti, "inputBufferAdcTime"),
-                                output_latency=_until(ti, "outputBufferDacTime"))
+            out_delay = _until(ti, "outputBufferDacTime")
+            self.xrun_log.output_delay(out_delay)
+            self.runner.process(x, y, input_latency=_since(ti, "inputBufferAdcTime"), output_latency=out_delay)
             np.copyto(outdata, y[:, None])
             if self.recorder is not None:
                 self.recorder.push_input(x)
                 self.recorder.push_output(y)
-            self._calls["duplex"] += 1
+            self._counted("duplex")
         except Exception as exc:  # noqa: BLE001
             self._callback_failed(exc, outdata)
 
@@ -325,7 +359,7 @@ class AudioIO:
             self.runner.push(x, input_latency=_since(ti, "inputBufferAdcTime"))
             if self.recorder is not None:
                 self.recorder.push_input(x)
-            self._calls["input"] += 1
+            self._counted("input")
         except Exception as exc:  # noqa: BLE001
             self._callback_failed(exc, None)
 
@@ -333,11 +367,13 @@ class AudioIO:
         try:
             self._flags(status)
             y = self._mono["output"][:frames]
-            self.runner.pull(y, output_latency=_until(ti, "outputBufferDacTime"))
+            out_delay = _until(ti, "outputBufferDacTime")
+            self.xrun_log.output_delay(out_delay)
+            self.runner.pull(y, output_latency=out_delay)
             np.copyto(outdata, y[:, None])
             if self.recorder is not None:
                 self.recorder.push_output(y)
-            self._calls["output"] += 1
+            self._counted("output")
         except Exception as exc:  # noqa: BLE001
             self._callback_failed(exc, outdata)
 
@@ -347,9 +383,16 @@ class AudioIO:
             self.runner.pull(y, monitor=True)
             y *= self.monitor_gain
             np.copyto(outdata, y[:, None])
-            self._calls["monitor"] += 1
+            self._counted("monitor")
         except Exception as exc:  # noqa: BLE001
             self._callback_failed(exc, outdata)
+
+    def _counted(self, role: str) -> None:
+        """One more callback of `role`; on the first, ask for real-time scheduling (engine.audio.realtime:
+        Linux applies it to the calling thread, the driver's callback thread)."""
+        if self._calls[role] == 0 and self.realtime:
+            self.realtime_threads[role] = make_realtime(CALLBACK_PRIORITY)
+        self._calls[role] += 1
 
     def _input(self, indata: np.ndarray, frames: int) -> np.ndarray:
         x = self._in_copy[:frames]
@@ -358,8 +401,7 @@ class AudioIO:
 
     def _flags(self, status: Any) -> None:
         """Driver over/underflows are counted; only a long unbroken run of them is a fault."""
-        if status:
-            self.xruns += 1
+        if self.xrun_log.flag(status, self.runner.in_ring.end):
             self._flag_run += 1
             if self._flag_run == self.max_flagged and self.fault is None:
                 self.fault = (f"The audio driver reported over/underflows on {self._flag_run} callbacks in a row "
@@ -377,8 +419,8 @@ class AudioIO:
         def finished() -> None:
             if not self._stopping and self.fault is None:
                 device = self._role_device(role)
-                self.fault = (f"{device.label} stopped unexpectedly: it was disconnected, or the audio server "
-                              "went away.")
+                self._lose(device, f"{device.label} stopped unexpectedly: it was disconnected, or the audio "
+                                   "server went away.")
         return finished
 
     def _role_device(self, role: str) -> DeviceInfo:
@@ -436,6 +478,7 @@ class SoundDeviceBackend:
     """PortAudio via sounddevice (WASAPI/ASIO extras only where the host API has them)."""
 
     name = "PortAudio"
+    realtime_threads = True       # the audio threads ask for SCHED_FIFO (engine.audio.realtime), where allowed
 
     def __init__(self, latency: str | float = "low") -> None:
         import sounddevice as sd
@@ -460,7 +503,7 @@ class SoundDeviceBackend:
     def check(self, device: DeviceInfo, kind: Kind, rate: int, channels: int, exclusive: bool = False) -> None:
         fn = self.sd.check_input_settings if kind == "input" else self.sd.check_output_settings
         try:
-            with aimed_at(**{"source" if kind == "input" else "sink": device.pulse_target}):
+            with PORTAUDIO_LOCK, aimed_at(**{"source" if kind == "input" else "sink": device.pulse_target}):
                 fn(device=device.index, channels=channels, samplerate=rate, dtype="float32",
                    extra_settings=self._extra(device, exclusive))
         except Exception as exc:  # noqa: BLE001 - PortAudioError or ValueError: both become a sentence
@@ -473,8 +516,8 @@ class SoundDeviceBackend:
         column = None if r.input is None or r.input_channels != 1 else r.input_column
         in_extra = self._extra(r.input, r.exclusive, column) if r.input else None
         out_extra = self._extra(r.output, r.exclusive) if r.output else None
-        with aimed_at(source=r.input.pulse_target if r.input else None,
-                      sink=r.output.pulse_target if r.output else None):
+        with PORTAUDIO_LOCK, aimed_at(source=r.input.pulse_target if r.input else None,
+                                      sink=r.output.pulse_target if r.output else None):
             if r.kind == "duplex":
                 stream = sd.Stream(device=(r.input.index, r.output.index),
                                    channels=(r.input_channels, r.output_channels),
@@ -489,6 +532,20 @@ class SoundDeviceBackend:
 
 
 # --- no devices: a simulated sound card ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SimFlags:
+    """The simulated callbacks' status, shaped like sounddevice's CallbackFlags."""
+
+    input_overflow: bool = False
+    input_underflow: bool = False
+    output_overflow: bool = False
+    output_underflow: bool = False
+    priming_output: bool = False
+
+    def __bool__(self) -> bool:
+        return any(dataclasses.astuple(self))
+
 
 @dataclass
 class _TimeInfo:
@@ -536,14 +593,21 @@ class SimulatedBackend:
     first channel) is kept in `played[name]`, indexed by clock
     sample, so input and output line up on one clock. Time stamps say the input is
     `input_latency` s old and the output plays `output_latency` s later. Faults on demand:
-    `disconnect(name)`, `flag_status(True)`, `fail_open = "message"`.
+    `disconnect(name)`, `flag_status(True)` (or any `SimFlags`), `fail_open = "message"` (for the
+    next `fail_opens` opens only, when set),
+    `output_latency` changed while running (a latency step).
+
+    `lockstep=True`: before each tick the clock waits until no stream's consumer has work pending
+    (`StreamRequest.pending`), so however loaded the machine, the worker is never late: for tests
+    about logic rather than real-time speed (the clock still never runs faster than `speed`).
     """
 
     name = "Simulated"
 
     def __init__(self, signal: np.ndarray | None = None, *, rate: int = 48000, frames: int = 480,
                  input_latency: float = 0.005, output_latency: float = 0.010, speed: float = 1.0,
-                 devices: list[SimDevice] | None = None, seconds: float = 60.0, mic_channel: int | None = None) -> None:
+                 devices: list[SimDevice] | None = None, seconds: float = 60.0, mic_channel: int | None = None,
+                 lockstep: bool = False, lockstep_timeout_s: float = 10.0) -> None:
         self.signal = np.zeros(0, np.float32) if signal is None else np.asarray(signal, np.float32)
         self.mic_channel = mic_channel       # None: the signal is on every input channel
         self.rate, self.frames, self.speed = rate, frames, speed
@@ -554,9 +618,11 @@ class SimulatedBackend:
         ]
         self.played = {d.name: np.zeros(int(seconds * rate), np.float32) for d in self.sim_devices}
         self.clock = 0                       # clock samples elapsed
+        self.lockstep, self.lockstep_timeout_s = lockstep, lockstep_timeout_s
         self.fail_open: str | None = None
+        self.fail_opens: int | None = None    # fail only the next N opens (None: every open)
         self.unequal_output_channels = 0     # callbacks whose output channels differed
-        self.flagged = False
+        self.flags = SimFlags()
         self.gone: set[str] = set()
         self._streams: list[_SimStream] = []
         self._lock = threading.Lock()
@@ -589,7 +655,9 @@ class SimulatedBackend:
             raise DeviceError(explain_error("Invalid number of channels", device.label))
 
     def open(self, request: StreamRequest) -> _SimStream:
-        if self.fail_open:
+        if self.fail_open and self.fail_opens != 0:
+            if self.fail_opens is not None:
+                self.fail_opens -= 1
             raise DeviceError(explain_error(self.fail_open, "Simulated device"))
         for device, kind, ch in ((request.input, "input", request.input_channels),
                                  (request.output, "output", request.output_channels)):
@@ -613,9 +681,9 @@ class SimulatedBackend:
     def reconnect(self, name: str) -> None:
         self.gone.discard(name)
 
-    def flag_status(self, on: bool) -> None:
-        """Every callback reports an over/underflow while `on`."""
-        self.flagged = on
+    def flag_status(self, on: bool | SimFlags) -> None:
+        """Every callback reports these flags (True: an input overflow) until called again."""
+        self.flags = on if isinstance(on, SimFlags) else SimFlags(input_overflow=bool(on))
 
     # -- the clock ----------------------------------------------------------------------------------
     def wait_clock(self, sample: int, timeout: float = 30.0) -> None:
@@ -654,10 +722,13 @@ class SimulatedBackend:
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
+            if self.lockstep:
+                self._wait_for_consumers(streams)
+                start_wall, start_clock = time.perf_counter(), self.clock   # waiting is not lateness
             t = self.clock / rate
             ti = _TimeInfo(currentTime=t + 1.0, inputBufferAdcTime=t + 1.0 - self.input_latency,
                            outputBufferDacTime=t + 1.0 + self.output_latency)
-            status = "input overflow" if self.flagged else ""
+            status = self.flags
             # Input streams first: a callback sees the microphone's newest buffer.
             for s in sorted(streams, key=lambda s: s.request.kind != "input"):
                 r = s.request
@@ -682,6 +753,13 @@ class SimulatedBackend:
                     self.unequal_output_channels += int(not (outd == outd[:, :1]).all())
             self.clock += n
 
+    def _wait_for_consumers(self, streams: list[_SimStream]) -> None:
+        end = time.monotonic() + self.lockstep_timeout_s
+        while any(s.active and s.request.pending is not None and s.request.pending() for s in streams):
+            if time.monotonic() > end:
+                return                       # a stuck consumer: let the clock go on (the test will see it)
+            time.sleep(0.0005)
+
     def _mic(self, at: int, n: int) -> np.ndarray:
         out = np.zeros(n, np.float32)
         chunk = self.signal[at:at + n]
@@ -698,5 +776,5 @@ def _names(r: StreamRequest) -> set[str]:
     return {d.name for d in (r.input, r.output) if d is not None}
 
 
-__all__ = ["AudioBackend", "AudioIO", "BackendStream", "SimDevice", "SimulatedBackend", "SoundDeviceBackend",
+__all__ = ["AudioBackend", "AudioIO", "BackendStream", "SimDevice", "SimFlags", "SimulatedBackend", "SoundDeviceBackend",
            "StreamPlan", "StreamRequest", "plan_streams"]
