@@ -119,9 +119,15 @@ def test_really_full_disk(wav: Path, tiny_disk: Path, capsys) -> None:
     assert list(tiny_disk.iterdir()) == []
 
 
+def _terminal_sigint() -> None:
+    """Ctrl-C as a terminal delivers it: a shell starts background jobs (a CI runner, `cmd &`) with
+    SIGINT ignored, the child inherits that, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _convert_process(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "engine.convert", *args, "--quiet"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_terminal_sigint)
 
 
 def test_ctrl_c_stops_and_removes_the_partial_output(tmp_path: Path) -> None:
