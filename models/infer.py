@@ -30,7 +30,6 @@ import math
 import os
 import sys
 import time
-import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +42,7 @@ import torch
 from engine.safe_write import OutputError, atomic_path, audio_writer, check_output_file
 from models.audio import HOP, N_MELS, SAMPLE_RATE, rms_volume
 from models.checkpoints import CheckpointError
+from models.cli import run_command
 from models.comosvc import LoadedModel, load_official
 from models.content import ContentEncoder, align_units, load_content_encoder
 from models.nsf_source import advance_phase
@@ -486,30 +486,10 @@ def run(args: argparse.Namespace, log: Log) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 usage/input error, 1 unexpected failure, 130 interrupted)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2), message already printed
-        return int(exc.code) if isinstance(exc.code, int) else 2
-    log: Log = _silent if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    try:
-        run(args, log)
-        return 0
-    except InputError as exc:
-        if args.verbose:
-            traceback.print_exc(file=sys.stderr)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("stopped: nothing was written", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback on request
-        if args.verbose:
-            traceback.print_exc(file=sys.stderr)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"error: unexpected failure: {type(exc).__name__}: {first} (run with --verbose for the traceback)",
-              file=sys.stderr)
-        return 1
+    def convert(args: argparse.Namespace) -> None:
+        run(args, _silent if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)))
+
+    return run_command(argv, build_parser(), convert, (InputError,), "stopped: nothing was written")
 
 
 if __name__ == "__main__":

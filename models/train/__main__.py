@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import traceback
 from pathlib import Path
 
+from models.cli import run_command
 from models.train.errors import TrainError
 
 STAGES = ("teacher", "distill", "vocoder")
@@ -137,29 +137,12 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code) if isinstance(exc.code, int) else 2
+    return run_command(argv, build_parser(), _run_and_leave_the_group, (TrainError,), "interrupted")
+
+
+def _run_and_leave_the_group(args: argparse.Namespace) -> None:
     try:
         run(args)
-        return 0
-    except TrainError as exc:
-        if args.verbose:
-            traceback.print_exc(file=sys.stderr)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback on request
-        if args.verbose:
-            traceback.print_exc(file=sys.stderr)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"error: unexpected failure: {type(exc).__name__}: {first} (run with --verbose for the traceback)",
-              file=sys.stderr)
-        return 1
     finally:
         import torch.distributed as dist
 
