@@ -158,12 +158,13 @@ class FakeEngine(EngineAdapter):
         self.device_list = list(DEFAULT_DEVICES if devices is None else devices)
         self.virtual_mic = virtual_mic
         self.mic_calls: list[str] = []
+        self.rescans = 0
 
     def list_devices(self) -> list[DeviceInfo]:
         return list(self.device_list)
 
     def rescan_devices(self) -> None:
-        pass
+        self.rescans += 1
 
     def make_session(self) -> FakeSession:
         return FakeSession()

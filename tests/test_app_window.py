@@ -12,7 +12,8 @@ import pytest  # noqa: E402
 from app.settings_store import BUILTIN_VOICE  # noqa: E402
 from app.values import DeviceRef  # noqa: E402
 from app.widgets.device_combo import DeviceCombo  # noqa: E402
-from tests.test_app_fakes import FakeEngine, FakeSession, build_window, make_pack, zip_folder  # noqa: E402
+from tests.test_app_fakes import (FakeEngine, FakeSession, build_window, make_device, make_pack,  # noqa: E402
+                                  zip_folder)
 
 pytestmark = pytest.mark.gui
 
@@ -204,3 +205,13 @@ def test_virtual_mic_buttons(qtbot, tmp_path: Path) -> None:
     other = build_window(qtbot, tmp_path, engine=FakeEngine(tmp_path / "v2", virtual_mic=False))
     assert not other.audio_panel.create_mic_button.isEnabled()
     assert other.audio_panel.create_mic_button.toolTip() == "Only on Linux with PulseAudio."
+
+
+def test_refresh_button_rescans_so_a_newly_plugged_device_appears(qtbot, tmp_path: Path) -> None:
+    engine = FakeEngine(tmp_path / "voices")
+    window = build_window(qtbot, tmp_path, engine=engine)
+    panel = window.audio_panel
+    engine.device_list.append(make_device(12, "USB Headset", "ALSA", outputs=2))   # plugged in now
+    window.audio_panel.refresh_button.click()
+    qtbot.waitUntil(lambda: any("USB Headset" in label for label in panel.monitor_combo.labels()), timeout=5000)
+    assert engine.rescans == 1

@@ -93,7 +93,7 @@ class AudioPanel(QGroupBox):
         self.input_gain.valueChanged.connect(lambda v: bridge.set_settings(input_gain_db=v))
         self.output_gain.valueChanged.connect(lambda v: bridge.set_settings(output_gain_db=v))
         self.monitor_gain.valueChanged.connect(lambda v: bridge.set_settings(monitor_gain_db=v))
-        self.refresh_button.clicked.connect(bridge.refresh_devices)
+        self.refresh_button.clicked.connect(lambda: bridge.refresh_devices(rescan=True))  # not `clicked`'s bool
         self.create_mic_button.clicked.connect(bridge.create_virtual_mic)
         self.remove_mic_button.clicked.connect(bridge.remove_virtual_mic)
         bridge.devicesChanged.connect(self._on_devices)
