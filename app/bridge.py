@@ -10,14 +10,16 @@ touches a widget. Here:
   blocking engine call (start, stop, restart, update, estimates, device lists and rescans, voice
   checks and listings, voice imports, pactl) on one job thread in order (`app.jobs.JobRunner`) and
   hears back through queued signals: the GUI thread never waits on the engine. While a voice is
-  being checked (`voiceLoading`) Start waits, so a session never starts with a voice not yet chosen. The session's any-thread `on_state` callbacks become queued Qt
-  signals too. A QTimer in the GUI thread polls `session.stats()` (cheap, thread-safe) 20 times a
-  second and emits `readoutsUpdated` with a plain `Readouts` value, so panels never see engine types.
+  being checked (`voiceLoading`) Start waits, so a session never starts with a voice not yet
+  chosen. The session's any-thread `on_state` callbacks become queued Qt signals too. A QTimer in
+  the GUI thread polls `session.stats()` (cheap, thread-safe) 20 times a second and emits
+  `readoutsUpdated` with a plain `Readouts` value, so panels never see engine types.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal, pyqtSlot
@@ -258,8 +260,7 @@ class AudioBridge(QObject):
             except Exception as exc:
                 return [self.engine.voice_info(BUILTIN_VOICE)], exc
 
-        self._jobs.submit(listing, self._voices_listed,
-                          lambda exc: self.message.emit("warning", f"Could not list installed voices: {exc}"))
+        self._jobs.submit(listing, self._voices_listed, lambda exc: self._voices_listed(([], exc)))
 
     def _voices_listed(self, answer: tuple[list[VoiceInfo], Exception | None]) -> None:
         voices, failure = list(answer[0]), answer[1]
@@ -325,10 +326,10 @@ class AudioBridge(QObject):
     def import_voice(self, zip_path: str) -> None:
         """Install a .zip into the voices folder (extracted and checked on the job thread) and select
         it. Errors go to `message`."""
-        def job() -> Any:
+        def job() -> Path:
             return import_voice_zip(zip_path, self.engine.voices_dir(), validate=self.engine.validate_pack)
 
-        def imported(folder: Any) -> None:
+        def imported(folder: Path) -> None:
             self.message.emit("info", f"Imported voice into {folder}")
             self.set_voice(str(folder))
 

@@ -248,7 +248,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt naming)
         self._save_timer.stop()
         self.save_settings()
-        if self.bridge.state != "stopped":
+        if self.bridge.running:
             # The one bounded wait (bridge.shutdown, at most 5 s) lets the devices close cleanly; say so first.
             self._on_state("stopping", "")
             self.statusBar().showMessage("Stopping audio…")

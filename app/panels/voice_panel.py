@@ -53,7 +53,7 @@ class VoicePanel(QGroupBox):
         picker.addWidget(self.import_button)
         form = QFormLayout(self)
         form.addRow("Voice", picker)
-        form.addRow("", self.voice_status)
+        form.addRow(self.voice_status)   # spans the row; takes no room while hidden
         form.addRow("Speaker", self.speaker_combo)
         form.addRow("Pitch", self.pitch)
         form.addRow("Noise gate", self.gate)
