@@ -7,16 +7,19 @@ touches a widget. Here:
   voice packs, virtual cables, the LiveSession). Tests replace it with a fake; the lead's
   integration test passes a real `LiveSession` instance.
 - `AudioBridge` keeps the user's `AppConfig`, resolves devices by (name, host API), runs every
-  blocking engine call (start, stop, restart, update, estimates, device rescans, pactl) on one job
-  thread in order (`app.jobs.JobRunner`) and hears back through queued signals: the GUI thread
-  never waits on the engine. The session's any-thread `on_state` callbacks become queued Qt
-  signals too. A QTimer in the GUI thread polls `session.stats()` (cheap, thread-safe) 20 times a
-  second and emits `readoutsUpdated` with a plain `Readouts` value, so panels never see engine types.
+  blocking engine call (start, stop, restart, update, estimates, device lists and rescans, voice
+  checks and listings, voice imports, pactl) on one job thread in order (`app.jobs.JobRunner`) and
+  hears back through queued signals: the GUI thread never waits on the engine. While a voice is
+  being checked (`voiceLoading`) Start waits, so a session never starts with a voice not yet
+  chosen. The session's any-thread `on_state` callbacks become queued Qt signals too. A QTimer in
+  the GUI thread polls `session.stats()` (cheap, thread-safe) 20 times a second and emits
+  `readoutsUpdated` with a plain `Readouts` value, so panels never see engine types.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal, pyqtSlot
@@ -51,6 +54,8 @@ class AudioBridge(QObject):
     configChanged = pyqtSignal(object)           # AppConfig
     voiceChanged = pyqtSignal(object)            # VoiceInfo
     voicesListed = pyqtSignal(object)            # list[VoiceInfo] (installed + current)
+    voiceLoading = pyqtSignal(bool)              # a voice is being checked or imported (True) / done
+    virtualMicSupport = pyqtSignal(bool, str)    # can create a virtual mic here, reason when not
     message = pyqtSignal(str, str)               # level ("info" | "warning" | "error"), text
 
     _engineState = pyqtSignal(str, str)          # from any thread -> queued to the GUI thread
@@ -64,6 +69,8 @@ class AudioBridge(QObject):
         self._session: Session | None = session   # created lazily so the window opens even if the engine can't
         self._devices: list[DeviceInfo] = []
         self._voice = VoiceInfo(BUILTIN_VOICE, "Built-in voice", (("Default", 0),), builtin=True)
+        self._listed: list[VoiceInfo] = []
+        self._voice_jobs = 0   # voice checks/imports submitted and not answered yet
         self._state = "stopped"
         self._recording = False
         self._jobs = JobRunner("como-session", parent=self)
@@ -98,6 +105,15 @@ class AudioBridge(QObject):
         return self._state
 
     @property
+    def voice_loading(self) -> bool:
+        return self._voice_jobs > 0
+
+    @property
+    def idle(self) -> bool:
+        """No engine job queued or running (tests wait for this)."""
+        return self._jobs.idle
+
+    @property
     def running(self) -> bool:
         """A session is on: starting, running, or waiting for a device that went away."""
         return self._state in ("starting", "running", "waiting")
@@ -118,50 +134,57 @@ class AudioBridge(QObject):
         session.on_state = lambda state, message="": self._engineState.emit(str(state), str(message or ""))
 
     # -- startup --------------------------------------------------------------------------------------
-    def initialize(self) -> None:
-        """List devices and voices and restore the saved voice; emits everything the panels need."""
-        self.refresh_devices(rescan=False)  # PortAudio has just started: it sees every device
-        clean_stale_imports(self.engine.voices_dir())  # left by an import that was killed
-        self.refresh_voices()
+    def initialize(self, then: Callable[[], None] | None = None) -> None:
+        """List devices and voices, restore the saved voice, check virtual-mic support: all on the job
+        thread; each answer arrives as the signal the panels observe. `then()` runs once the device
+        list is in."""
+        self.refresh_devices(rescan=False, then=then)  # PortAudio has just started: it sees every device
         spec = self._config.voice
-        try:
-            self._voice = self.engine.voice_info(spec, verify=False)
-        except Exception as exc:
-            self._warn_voice_fallback(spec, exc)
-        else:
-            self._clamp_speaker()
+
+        def restore() -> tuple[VoiceInfo, Exception | None]:
+            try:
+                return self.engine.voice_info(spec, verify=False), None
+            except Exception as exc:
+                return self.engine.voice_info(BUILTIN_VOICE), exc
+
+        self._voice_job(restore, self._restored)
+        self.refresh_voices(clean_up=True)
+        self._jobs.submit(self.engine.virtual_mic_support, lambda answer: self.virtualMicSupport.emit(*answer),
+                          lambda exc: self.virtualMicSupport.emit(False, f"Virtual mic unavailable: {exc}"))
+
+    def _restored(self, answer: tuple[VoiceInfo, Exception | None]) -> None:
+        self._voice, failure = answer
+        if failure is not None:
+            self._config = replace(self._config, voice=BUILTIN_VOICE)
+            self.message.emit("warning", f"Saved voice could not be loaded ({failure}); using the built-in voice.")
+        self._clamp_speaker()
         self.configChanged.emit(self._config)
         self.voiceChanged.emit(self._voice)
         self.estimate_latency()
 
-    def _warn_voice_fallback(self, spec: str, exc: Exception) -> None:
-        self._config = replace(self._config, voice=BUILTIN_VOICE)
-        self._voice = self.engine.voice_info(BUILTIN_VOICE)
-        self.message.emit("warning", f"Saved voice could not be loaded ({exc}); using the built-in voice.")
-
     # -- devices --------------------------------------------------------------------------------------
     def refresh_devices(self, rescan: bool = True, then: Callable[[], None] | None = None) -> None:
-        """Re-list devices (`devicesChanged`); a chosen device that vanished falls back to the default
-        with a message. `then()` runs once the new list is in.
+        """Re-list devices (`devicesChanged`) on the job thread; a chosen device that vanished falls
+        back to the default with a message. `then()` runs once the new list is in.
 
-        rescan=True first restarts PortAudio so it sees newly plugged devices; that runs on the job
-        thread (never under an open stream, never beside an estimate in progress, never blocking the
-        window) and the list follows when it is done.
+        rescan=True first restarts PortAudio so it sees newly plugged devices (only while stopped:
+        never under an open stream; the job thread never runs it beside an estimate in progress).
         """
-        if rescan and self._state in ("stopped", "error") and not self._closed:
-            self._jobs.submit(self.engine.rescan_devices, lambda _: self._list_devices(then),
-                              on_error=lambda exc: self._list_devices(then, failure=exc))
-            return
-        self._list_devices(then)
+        rescan = rescan and self._state in ("stopped", "error")
 
-    def _list_devices(self, then: Callable[[], None] | None = None, failure: Exception | None = None) -> None:
-        try:
-            if failure is not None:
-                raise failure
-            self._devices = self.engine.list_devices()
-        except Exception as exc:
-            self._devices = []
-            self.message.emit("error", f"Could not list audio devices: {exc}")
+        def job() -> list[DeviceInfo]:
+            if rescan:
+                self.engine.rescan_devices()
+            return self.engine.list_devices()
+
+        self._jobs.submit(job, lambda devices: self._devices_listed(devices, then),
+                          on_error=lambda exc: self._devices_listed([], then, failure=exc))
+
+    def _devices_listed(self, devices: list[DeviceInfo], then: Callable[[], None] | None = None,
+                        failure: Exception | None = None) -> None:
+        self._devices = list(devices)
+        if failure is not None:
+            self.message.emit("error", f"Could not list audio devices: {failure}")
         changes: dict[str, Any] = {}
         for key, wants_input in (("input_device", True), ("output_device", False), ("monitor_device", False)):
             ref = getattr(self._config, key)
@@ -226,53 +249,96 @@ class AudioBridge(QObject):
             self.restart()
 
     # -- voice ----------------------------------------------------------------------------------------
-    def refresh_voices(self) -> list[VoiceInfo]:
-        """Built-in + valid packs in the user voices folder (+ the current one if it lives elsewhere)."""
-        try:
-            voices = self.engine.installed_voices()
-        except Exception as exc:
-            voices = [self.engine.voice_info(BUILTIN_VOICE)]
-            self.message.emit("warning", f"Could not list installed voices: {exc}")
+    def refresh_voices(self, clean_up: bool = False) -> None:
+        """List the built-in voice + valid packs in the user voices folder (+ the current one if it
+        lives elsewhere) on the job thread; `voicesListed` carries them. clean_up=True
+        (at startup) first removes what an import that was killed left behind."""
+        def listing() -> tuple[list[VoiceInfo], Exception | None]:
+            try:
+                if clean_up:
+                    clean_stale_imports(self.engine.voices_dir())
+                return self.engine.installed_voices(), None
+            except Exception as exc:
+                return [self.engine.voice_info(BUILTIN_VOICE)], exc
+
+        self._jobs.submit(listing, self._voices_listed, lambda exc: self._voices_listed(([], exc)))
+
+    def _voices_listed(self, answer: tuple[list[VoiceInfo], Exception | None]) -> None:
+        voices, failure = list(answer[0]), answer[1]
+        if failure is not None:
+            self.message.emit("warning", f"Could not list installed voices: {failure}")
         if all(v.spec != self._voice.spec for v in voices):
             voices.append(self._voice)
+        self._listed = voices
         self.voicesListed.emit(voices)
-        return voices
 
-    def set_voice(self, spec: str) -> bool:
-        """Validate and select a voice. On a bad pack: error message, previous voice kept."""
-        try:
-            info = self.engine.voice_info(spec, verify=True)
-        except Exception as exc:
-            self.message.emit("error", f"Voice pack refused: {exc}")
-            self.voiceChanged.emit(self._voice)  # let the picker snap back to the voice in use
-            return False
+    def set_voice(self, spec: str) -> None:
+        """Check (every file's hash, on the job thread) and select a voice; Start waits meanwhile.
+        On a bad pack: error message, previous voice kept (`voiceChanged` lets the picker snap back)."""
+        self._voice_job(lambda: self.engine.voice_info(spec, verify=True), self._voice_checked,
+                        lambda exc: self._voice_refused("Voice pack refused", exc))
+
+    def _voice_checked(self, info: VoiceInfo) -> None:
         self._voice = info
         self._config = replace(self._config, voice=info.spec)
         self._clamp_speaker()
         self.configChanged.emit(self._config)
         self.voiceChanged.emit(info)
         self.message.emit("info", f"Voice: {info.name}")
+        if all(v.spec != info.spec for v in self._listed):
+            self.refresh_voices()  # a folder from elsewhere or a fresh import joins the list
         if self.running:
             self.restart()
         else:
             self.estimate_latency()  # every voice has its own delay
-        return True
+
+    def _voice_refused(self, failure: str, exc: Exception) -> None:
+        self.message.emit("error", f"{failure}: {exc}")
+        self.voiceChanged.emit(self._voice)  # let the picker snap back to the voice in use
+
+    def _voice_job(self, job: Callable[[], Any], on_done: Callable[[Any], None],
+                   on_error: Callable[[Exception], None] | None = None) -> None:
+        """Run a voice check/import on the job thread with `voiceLoading` True until it is answered
+        (and until any voice job its answer submits is answered too)."""
+        def answered(callback: Callable[[Any], None] | None) -> Callable[[Any], None]:
+            def deliver(value: Any) -> None:
+                try:
+                    if callback is not None:
+                        callback(value)
+                finally:
+                    self._voice_jobs -= 1
+                    if self._voice_jobs == 0:
+                        self.voiceLoading.emit(False)
+            return deliver
+
+        if self._jobs.closed:
+            return
+        self._voice_jobs += 1
+        if self._voice_jobs == 1:
+            self.voiceLoading.emit(True)
+        self._jobs.submit(job, answered(on_done), answered(on_error or (lambda exc: self._voice_refused(
+            "Voice unavailable", exc))))
 
     def _clamp_speaker(self) -> None:
         ids = [sid for _, sid in self._voice.speakers]
         if ids and self._config.settings.speaker not in ids:
             self._config = self._config.with_settings(speaker=ids[0])
 
-    def import_voice(self, zip_path: str) -> bool:
-        """Install a .zip into the voices folder and select it. Errors go to `message`."""
-        try:
-            folder = import_voice_zip(zip_path, self.engine.voices_dir(), validate=self.engine.validate_pack)
-        except VoiceImportError as exc:
-            self.message.emit("error", f"Import refused: {exc}")
-            return False
-        self.message.emit("info", f"Imported voice into {folder}")
-        self.refresh_voices()
-        return self.set_voice(str(folder))
+    def import_voice(self, zip_path: str) -> None:
+        """Install a .zip into the voices folder (extracted and checked on the job thread) and select
+        it. Errors go to `message`."""
+        def job() -> Path:
+            return import_voice_zip(zip_path, self.engine.voices_dir(), validate=self.engine.validate_pack)
+
+        def imported(folder: Path) -> None:
+            self.message.emit("info", f"Imported voice into {folder}")
+            self.set_voice(str(folder))
+
+        def refused(exc: Exception) -> None:
+            failure = "Import refused" if isinstance(exc, VoiceImportError) else "Import failed"
+            self.message.emit("error", f"{failure}: {exc}")
+
+        self._voice_job(job, imported, refused)
 
     def next_speaker(self) -> None:
         ids = [sid for _, sid in self._voice.speakers]
@@ -370,6 +436,9 @@ class AudioBridge(QObject):
     def start(self) -> None:
         if self.running or self._state == "stopping":
             return
+        if self.voice_loading:  # the window disables Start meanwhile; hotkeys and remote commands get this
+            self.message.emit("info", "The voice is still being checked; press Start again in a moment.")
+            return
         try:
             resolved = self.resolve()
             session = self.session
@@ -447,12 +516,6 @@ class AudioBridge(QObject):
         self._jobs.close(last=self._session.stop if running else None, timeout_s=timeout_s)
 
     # -- virtual mic ----------------------------------------------------------------------------------
-    def virtual_mic_support(self) -> tuple[bool, str]:
-        try:
-            return self.engine.virtual_mic_support()
-        except Exception as exc:
-            return False, f"Virtual mic unavailable: {exc}"
-
     def create_virtual_mic(self) -> None:
         """Create the Linux virtual mic (on the job thread: pactl may take seconds) and, if the output
         is still the default, play into it once the device list has it."""

@@ -22,7 +22,13 @@ class JobRunner(QObject):
         super().__init__(parent)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
         self._finished.connect(self._deliver)
+        self._pending = 0   # submitted jobs whose callback has not run yet
         self.closed = False
+
+    @property
+    def idle(self) -> bool:
+        """No job queued, running, or waiting for its callback on the owner's thread."""
+        return self._pending == 0
 
     def submit(self, job: Callable[[], Any], on_done: Callable[[Any], None] | None,
                on_error: Callable[[Exception], None]) -> Future | None:
@@ -38,6 +44,7 @@ class JobRunner(QObject):
 
         if self.closed:
             return None
+        self._pending += 1
         return self._executor.submit(run)
 
     def close(self, last: Callable[[], Any] | None = None, timeout_s: float = 5.0) -> None:
@@ -54,5 +61,6 @@ class JobRunner(QObject):
 
     @pyqtSlot(object, object)
     def _deliver(self, callback: Any, result: Any) -> None:
+        self._pending -= 1
         if callback is not None:
             callback(result)

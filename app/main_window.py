@@ -79,6 +79,7 @@ class MainWindow(QMainWindow):
         bridge.message.connect(self.show_message)
         bridge.configChanged.connect(self._on_config)
         bridge.readoutsUpdated.connect(self._on_readouts)
+        bridge.voiceLoading.connect(lambda _: self._sync_start_button())
         self._on_state("stopped", "")
         self._on_config(bridge.config)
         self._pending_warnings = list(warnings or [])
@@ -169,7 +170,7 @@ class MainWindow(QMainWindow):
         running = state in ("starting", "running", "waiting")
         self.start_button.setText("■  Stop" if running else "▶  Start")
         self.start_button.setStyleSheet(START_STYLE % ("#c0392b" if running else "#27ae60"))
-        self.start_button.setEnabled(state != "stopping")
+        self._sync_start_button(state)
         self.state_label.setText(STATE_TEXT.get(state, state))
         self.state_label.setStyleSheet("font-size: 14pt; font-weight: bold; color: %s;" % {
             "running": "#27ae60", "error": "#c0392b"}.get(state, "palette(text)"))
@@ -180,6 +181,12 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Live: your converted voice is on the output.")
         elif state in ("starting", "waiting") and message:
             self.statusBar().showMessage(message)
+
+    def _sync_start_button(self, state: str | None = None) -> None:
+        """Start waits for a voice being checked (Stop never does); no press while stopping."""
+        state = state or self.bridge.state
+        running = state in ("starting", "running")
+        self.start_button.setEnabled(state != "stopping" and (running or not self.bridge.voice_loading))
 
     def _on_readouts(self, readouts: Readouts) -> None:
         if self.bridge.state == "running" and readouts.latency is not None:
@@ -241,6 +248,11 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt naming)
         self._save_timer.stop()
         self.save_settings()
+        if self.bridge.running:
+            # The one bounded wait (bridge.shutdown, at most 5 s) lets the devices close cleanly; say so first.
+            self._on_state("stopping", "")
+            self.statusBar().showMessage("Stopping audio…")
+            self.repaint()
         self.bridge.shutdown()
         super().closeEvent(event)
 
@@ -250,17 +262,20 @@ def open_main_window(store: SettingsStore | None = None, session: object = None,
     """Load settings, build the bridge (with a real LiveSession unless one is given) and the window.
 
     The window is built before `bridge.initialize()` so it observes the first device list, the
-    restored voice and any fallback warnings.
+    restored voice and any fallback warnings (all answered from the job thread after this returns).
     """
     config, warnings = store.load() if store is not None else (AppConfig(), [])
     first_run = store is not None and not store.path.exists()
     bridge = AudioBridge(config, session=session, engine=engine)
     window = MainWindow(bridge, store, warnings)
-    bridge.initialize()
-    cable = bridge.suggested_output()
-    if first_run and cable is not None and bridge.config.output_device is None:
-        bridge.set_device("output", cable.ref)
-        window.show_message("info", f"Output set to the virtual cable “{cable.name}”: pick it as the "
-                                    "microphone in Discord/OBS, and choose your headphones as Monitor.")
+
+    def suggest_cable() -> None:
+        cable = bridge.suggested_output()
+        if cable is not None and bridge.config.output_device is None:
+            bridge.set_device("output", cable.ref)
+            window.show_message("info", f"Output set to the virtual cable “{cable.name}”: pick it as the "
+                                        "microphone in Discord/OBS, and choose your headphones as Monitor.")
+
+    bridge.initialize(then=suggest_cable if first_run else None)
     window.show_pending_warnings()
     return window

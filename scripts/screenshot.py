@@ -88,6 +88,10 @@ def main(path: str) -> int:
         os.environ["COMO_LIVE_VOICES"] = str(Path(folder) / "voices")  # no user packs in the picture
         window = open_main_window(store=None, engine=simulated_engine())
         bridge = window.bridge
+        deadline = time.monotonic() + 10.0  # devices and voices arrive from the job thread
+        while not bridge.idle and time.monotonic() < deadline:
+            app.processEvents()
+            time.sleep(0.01)
         bridge.set_device("input", DeviceRef("USB Microphone", HOST))
         bridge.set_device("output", DeviceRef("CoMo Live Cable", HOST))
         bridge.set_device("monitor", DeviceRef("USB Headphones", HOST))

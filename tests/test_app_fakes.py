@@ -163,12 +163,14 @@ class FakeEngine(EngineAdapter):
         self.device_list = list(DEFAULT_DEVICES if devices is None else devices)
         self.virtual_mic = virtual_mic
         self.mic_calls: list[str] = []
+        self.plugged: list[DeviceInfo] = []   # like PortAudio: listed only after a rescan
 
     def list_devices(self) -> list[DeviceInfo]:
         return list(self.device_list)
 
     def rescan_devices(self) -> None:
-        pass
+        self.device_list += self.plugged
+        self.plugged.clear()
 
     def make_session(self) -> FakeSession:
         return FakeSession()
@@ -237,11 +239,18 @@ def zip_folder(folder: Path, zip_path: Path, prefix: str = "") -> Path:
 
 def build_window(qtbot: Any, tmp_path: Path, session: FakeSession | None = None,
                  engine: FakeEngine | None = None, store: Any = None) -> Any:
-    """The real main window over a fake session and engine; closed (and shut down) by qtbot."""
+    """The real main window over a fake session and engine, once its startup jobs are answered;
+    closed (and shut down) by qtbot."""
     from app.main_window import open_main_window
 
     session = session or FakeSession()
     engine = engine or FakeEngine(tmp_path / "voices")
     window = open_main_window(store=store, session=session, engine=engine)
     qtbot.addWidget(window)
+    settle(qtbot, window.bridge)   # devices, voices and the restored voice arrive from the job thread
     return window
+
+
+def settle(qtbot: Any, bridge: Any, timeout_ms: int = 10000) -> None:
+    """Wait (processing Qt events) until the bridge's job thread has answered everything submitted."""
+    qtbot.waitUntil(lambda: bridge.idle, timeout=timeout_ms)

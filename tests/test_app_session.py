@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 
 from app.bridge import AudioBridge  # noqa: E402
 from app.values import Readouts  # noqa: E402
-from tests.test_app_fakes import FakeEngine, FakeSession, build_window, make_pack  # noqa: E402
+from tests.test_app_fakes import FakeEngine, FakeSession, build_window, make_pack, settle  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -141,6 +141,7 @@ def test_bridge_accepts_a_session_instance_without_window(qtbot, tmp_path: Path)
     session = FakeSession()
     bridge = AudioBridge(session=session, engine=FakeEngine(tmp_path / "voices"))
     bridge.initialize()
+    settle(qtbot, bridge)
     with qtbot.waitSignal(bridge.stateChanged, check_params_cb=lambda s, m: s == "running", timeout=3000):
         bridge.start()
     assert bridge.session is session

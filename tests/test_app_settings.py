@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 from app.settings_store import BUILTIN_VOICE, CONFIG_DIR_ENV, AppConfig, SettingsStore, config_dir  # noqa: E402
 from app.values import DeviceRef  # noqa: E402
 from engine.settings import Settings  # noqa: E402
-from tests.test_app_fakes import DEFAULT_DEVICES, FakeEngine, build_window, make_pack  # noqa: E402
+from tests.test_app_fakes import DEFAULT_DEVICES, FakeEngine, build_window, make_pack, settle  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -59,6 +59,7 @@ def test_settings_persist_across_windows(qtbot, tmp_path: Path) -> None:
     bridge.set_device("input", DeviceRef("USB Headset", "ALSA"))
     bridge.set_device("monitor", DeviceRef("Speakers", "ALSA"))
     bridge.set_voice(str(pack))
+    settle(qtbot, bridge)
     bridge.set_settings(pitch=-3, block_ms=60, lookahead_ms=20, input_gain_db=6, monitor_gain_db=-9, speaker=1)
     qtbot.waitUntil(lambda: store.path.exists() and json.loads(store.path.read_text())["settings"]["pitch"] == -3,
                     timeout=3000)  # saved after a short settle delay

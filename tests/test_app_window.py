@@ -12,7 +12,8 @@ import pytest  # noqa: E402
 from app.settings_store import BUILTIN_VOICE  # noqa: E402
 from app.values import DeviceRef  # noqa: E402
 from app.widgets.device_combo import DeviceCombo  # noqa: E402
-from tests.test_app_fakes import FakeEngine, FakeSession, build_window, make_pack, zip_folder  # noqa: E402
+from tests.test_app_fakes import (FakeEngine, FakeSession, build_window, make_device, make_pack,  # noqa: E402
+                                  settle, zip_folder)
 
 pytestmark = pytest.mark.gui
 
@@ -65,7 +66,8 @@ def test_choosing_devices_updates_session_config(qtbot, tmp_path: Path) -> None:
 def test_choosing_voice_and_speaker_updates_session_config(qtbot, tmp_path: Path) -> None:
     window = build_window(qtbot, tmp_path)
     pack = make_pack(tmp_path / "elsewhere" / "diva", name="Diva", speakers={"soft": 0, "belt": 1, "head": 2})
-    assert window.voice_panel.choose_folder(str(pack))
+    window.voice_panel.choose_folder(str(pack))
+    settle(qtbot, window.bridge)
     panel = window.voice_panel
     assert panel.voice_combo.currentText() == "Diva"
     assert [panel.speaker_combo.itemText(i) for i in range(panel.speaker_combo.count())] == ["soft", "belt", "head"]
@@ -81,6 +83,7 @@ def test_choosing_voice_and_speaker_updates_session_config(qtbot, tmp_path: Path
     # switching back to the built-in voice through the picker
     panel.voice_combo.setCurrentIndex(panel.voice_combo.findData(BUILTIN_VOICE))
     panel.voice_combo.activated.emit(panel.voice_combo.currentIndex())
+    settle(qtbot, window.bridge)
     assert window.bridge.session_config().voice == BUILTIN_VOICE
     assert window.bridge.session_config().settings.speaker == 0  # clamped to the voice's speakers
 
@@ -90,7 +93,8 @@ def test_corrupt_voice_pack_shows_error_and_app_stays_usable(qtbot, tmp_path: Pa
     window = build_window(qtbot, tmp_path, session=session)
     pack = make_pack(tmp_path / "broken")
     (pack / "vocoder.onnx").write_bytes(b"truncated")
-    assert not window.voice_panel.choose_folder(str(pack))
+    window.voice_panel.choose_folder(str(pack))
+    settle(qtbot, window.bridge)
     assert not window.banner.isHidden()
     assert "Voice pack refused" in window.banner.text() and "vocoder.onnx" in window.banner.text()
     assert window.statusBar().currentMessage() == window.banner.text()
@@ -98,7 +102,8 @@ def test_corrupt_voice_pack_shows_error_and_app_stays_usable(qtbot, tmp_path: Pa
     assert window.voice_panel.voice_combo.currentData() == BUILTIN_VOICE
     # a manifest that is not JSON at all
     (pack / "voice.json").write_text("{ not json")
-    assert not window.voice_panel.choose_folder(str(pack))
+    window.voice_panel.choose_folder(str(pack))
+    settle(qtbot, window.bridge)
     assert "not valid JSON" in window.banner.text()
     # still usable: start works with the built-in voice
     window.start_button.click()
@@ -110,7 +115,8 @@ def test_import_zip_through_panel(qtbot, tmp_path: Path) -> None:
     engine = FakeEngine(tmp_path / "voices")
     window = build_window(qtbot, tmp_path, engine=engine)
     good = zip_folder(make_pack(tmp_path / "src", name="Zipped"), tmp_path / "zipped.zip")
-    assert window.voice_panel.import_zip(str(good))
+    window.voice_panel.import_zip(str(good))
+    settle(qtbot, window.bridge)
     assert window.voice_panel.voice_combo.currentText() == "Zipped"
     assert Path(window.bridge.config.voice) == tmp_path / "voices" / "zipped"
     bad = tmp_path / "bad.zip"
@@ -118,7 +124,8 @@ def test_import_zip_through_panel(qtbot, tmp_path: Path) -> None:
     with zipfile.ZipFile(bad, "w") as archive:
         archive.writestr("../../oops.txt", b"x")
         archive.writestr("voice.json", b"{}")
-    assert not window.voice_panel.import_zip(str(bad))
+    window.voice_panel.import_zip(str(bad))
+    settle(qtbot, window.bridge)
     assert "Import refused" in window.banner.text() and "outside" in window.banner.text()
     assert sorted(p.name for p in (tmp_path / "voices").iterdir()) == ["zipped"]
 
@@ -163,6 +170,7 @@ def test_shortcuts_drive_the_bridge(qtbot, tmp_path: Path) -> None:
     session = FakeSession()
     window = build_window(qtbot, tmp_path, session=session)
     window.voice_panel.choose_folder(str(make_pack(tmp_path / "two", speakers={"a": 0, "b": 1})))
+    settle(qtbot, window.bridge)
     actions = window._actions
     actions["pitch_up"].trigger()
     actions["pitch_up"].trigger()
@@ -204,3 +212,12 @@ def test_virtual_mic_buttons(qtbot, tmp_path: Path) -> None:
     other = build_window(qtbot, tmp_path, engine=FakeEngine(tmp_path / "v2", virtual_mic=False))
     assert not other.audio_panel.create_mic_button.isEnabled()
     assert other.audio_panel.create_mic_button.toolTip() == "Only on Linux with PulseAudio."
+
+
+def test_refresh_button_rescans_so_a_newly_plugged_device_appears(qtbot, tmp_path: Path) -> None:
+    engine = FakeEngine(tmp_path / "voices")
+    window = build_window(qtbot, tmp_path, engine=engine)
+    panel = window.audio_panel
+    engine.plugged.append(make_device(12, "Fresh Headset", "ALSA", outputs=2))   # plugged in now
+    panel.refresh_button.click()
+    qtbot.waitUntil(lambda: any("Fresh Headset" in label for label in panel.monitor_combo.labels()), timeout=5000)

@@ -16,7 +16,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from app.voice_import import VoiceImportError, clean_stale_imports, import_voice_zip  # noqa: E402
 from tests.fixtures.zips import member_data_offset  # noqa: E402
-from tests.test_app_fakes import FakeEngine, build_window, make_pack, zip_folder  # noqa: E402
+from tests.test_app_fakes import FakeEngine, build_window, make_pack, settle, zip_folder  # noqa: E402
 from tests.test_voice_import import hostile_zip, validate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +67,8 @@ def test_app_import_of_a_damaged_archive_shows_a_sentence(qtbot, pack: Path, tmp
     voices = tmp_path / "voices"
     archive = _damage(zip_folder(pack, tmp_path / "v.zip"), "decoder.onnx", b"\xff" * 8)
     window = build_window(qtbot, tmp_path, engine=FakeEngine(voices))
-    assert window.bridge.import_voice(str(archive)) is False
+    window.bridge.import_voice(str(archive))
+    settle(qtbot, window.bridge)
     assert "Import refused" in window.banner.text() and "damaged or unreadable" in window.banner.text()
     assert list(voices.iterdir()) == []
 
@@ -102,7 +103,9 @@ def test_killed_import_is_cleaned_at_the_next_start(qtbot, pack: Path, tmp_path:
     assert left.name.startswith(".import-")
     window = build_window(qtbot, tmp_path, engine=FakeEngine(voices))   # the app starts again
     assert list(voices.iterdir()) == []
-    assert window.bridge.import_voice(str(archive)) is True
+    window.bridge.import_voice(str(archive))
+    settle(qtbot, window.bridge)
+    assert window.bridge.voice.spec == str(voices / "v")
 
 
 def test_running_imports_are_left_alone(voices: Path) -> None:

@@ -54,13 +54,7 @@ class AudioPanel(QGroupBox):
         self.refresh_button.setToolTip("List devices again (after plugging in a headset or installing a cable).")
         self.create_mic_button = QPushButton("Create virtual mic")
         self.remove_mic_button = QPushButton("Remove")
-        supported, reason = bridge.virtual_mic_support()
-        for button in (self.create_mic_button, self.remove_mic_button):
-            button.setEnabled(supported)
-        self.create_mic_button.setToolTip(
-            "Creates a virtual microphone (PulseAudio/PipeWire null sink) that Discord/OBS can select."
-            if supported else reason)
-        self.remove_mic_button.setToolTip("Removes the virtual mic created here." if supported else reason)
+        self._on_virtual_mic_support(False, "Checking whether a virtual mic can be created here…")
 
         rate_row = QHBoxLayout()
         rate_row.addWidget(QLabel("Channel"))
@@ -93,12 +87,21 @@ class AudioPanel(QGroupBox):
         self.input_gain.valueChanged.connect(lambda v: bridge.set_settings(input_gain_db=v))
         self.output_gain.valueChanged.connect(lambda v: bridge.set_settings(output_gain_db=v))
         self.monitor_gain.valueChanged.connect(lambda v: bridge.set_settings(monitor_gain_db=v))
-        self.refresh_button.clicked.connect(bridge.refresh_devices)
+        self.refresh_button.clicked.connect(lambda: bridge.refresh_devices(rescan=True))  # not `clicked`'s bool
         self.create_mic_button.clicked.connect(bridge.create_virtual_mic)
         self.remove_mic_button.clicked.connect(bridge.remove_virtual_mic)
         bridge.devicesChanged.connect(self._on_devices)
+        bridge.virtualMicSupport.connect(self._on_virtual_mic_support)
         bridge.configChanged.connect(self._on_config)
         bridge.stateChanged.connect(self._on_state)
+
+    def _on_virtual_mic_support(self, supported: bool, reason: str) -> None:
+        for button in (self.create_mic_button, self.remove_mic_button):
+            button.setEnabled(supported)
+        self.create_mic_button.setToolTip(
+            "Creates a virtual microphone (PulseAudio/PipeWire null sink) that Discord/OBS can select."
+            if supported else reason)
+        self.remove_mic_button.setToolTip("Removes the virtual mic created here." if supported else reason)
 
     def _on_devices(self, devices: list[DeviceInfo]) -> None:
         config = self.bridge.config

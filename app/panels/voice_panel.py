@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                             QPushButton, QWidget)
+                             QLabel, QPushButton, QWidget)
 
 from app.bridge import AudioBridge
 from app.settings_store import AppConfig
@@ -11,6 +11,8 @@ from app.values import VoiceInfo
 from app.widgets.value_slider import ValueSlider
 
 GATE_OFF_DB = -120.0
+LOADING_TEXT = "Loading voices…"
+CHECKING_TEXT = "Checking the voice pack…"
 
 
 def _gate_text(db: float) -> str:
@@ -25,6 +27,12 @@ class VoicePanel(QGroupBox):
         self.bridge = bridge
         self.voice_combo = QComboBox()
         self.voice_combo.setToolTip("The voice you sound like. The built-in voice needs no download.")
+        self.voice_combo.addItem(LOADING_TEXT)   # until the first list arrives from the job thread
+        self.voice_combo.setEnabled(False)
+        self._listed = False
+        self.voice_status = QLabel(CHECKING_TEXT)
+        self.voice_status.setStyleSheet("color: #666;")
+        self.voice_status.hide()
         self.folder_button = QPushButton("Open folder…")
         self.folder_button.setToolTip("Use a voice pack folder (with voice.json) from anywhere on disk.")
         self.import_button = QPushButton("Import .zip…")
@@ -45,6 +53,7 @@ class VoicePanel(QGroupBox):
         picker.addWidget(self.import_button)
         form = QFormLayout(self)
         form.addRow("Voice", picker)
+        form.addRow(self.voice_status)   # spans the row; takes no room while hidden
         form.addRow("Speaker", self.speaker_combo)
         form.addRow("Pitch", self.pitch)
         form.addRow("Noise gate", self.gate)
@@ -59,26 +68,26 @@ class VoicePanel(QGroupBox):
         self.gate.valueChanged.connect(lambda v: bridge.set_settings(gate_db=v))
         self.bypass.toggled.connect(lambda on: bridge.set_settings(bypass=on))
         bridge.voicesListed.connect(self._on_voices)
+        bridge.voiceLoading.connect(self._on_loading)
         bridge.voiceChanged.connect(self._on_voice)
         bridge.configChanged.connect(self._on_config)
 
     # -- user actions (path=None opens a dialog; tests pass a path) --------------------------------------
-    def choose_folder(self, path: str | None = None) -> bool:
+    def choose_folder(self, path: str | None = None) -> None:
+        """Check and select a pack folder (the answer comes back through the bridge's signals)."""
         if path is None:
             path = QFileDialog.getExistingDirectory(self, "Choose a voice pack folder (with voice.json)")
             if not path:
-                return False
-        ok = self.bridge.set_voice(path)
-        if ok:
-            self.bridge.refresh_voices()
-        return ok
+                return
+        self.bridge.set_voice(path)
 
-    def import_zip(self, path: str | None = None) -> bool:
+    def import_zip(self, path: str | None = None) -> None:
+        """Install and select a .zip (the answer comes back through the bridge's signals)."""
         if path is None:
             path, _ = QFileDialog.getOpenFileName(self, "Import a voice pack", "", "Voice pack (*.zip)")
             if not path:
-                return False
-        return self.bridge.import_voice(path)
+                return
+        self.bridge.import_voice(path)
 
     # -- observers ---------------------------------------------------------------------------------------
     def _on_voice_chosen(self, _row: int) -> None:
@@ -86,7 +95,20 @@ class VoicePanel(QGroupBox):
         if spec and spec != self.bridge.voice.spec:
             self.bridge.set_voice(spec)
 
+    def _on_loading(self, loading: bool) -> None:
+        """No second pick while a pack is checked; the bridge's voice is still the one in use."""
+        self.voice_status.setVisible(loading)
+        self._sync_enabled()
+
+    def _sync_enabled(self) -> None:
+        loading = self.bridge.voice_loading
+        self.voice_combo.setEnabled(self._listed and not loading)
+        self.folder_button.setEnabled(not loading)
+        self.import_button.setEnabled(not loading)
+
     def _on_voices(self, voices: list[VoiceInfo]) -> None:
+        self._listed = True
+        self._sync_enabled()
         self.voice_combo.clear()
         for voice in voices:
             self.voice_combo.addItem(voice.name, voice.spec)
