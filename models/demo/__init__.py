@@ -1,0 +1,7 @@
+"""The demo voice (issue 12): training data from speech the project synthesises, and the PPG content encoder.
+
+Stages, each resumable, run as `python -m models.demo STAGE WORK`:
+    data      synthesise the labelled corpus into WORK/data (Kokoro-82M voices and mixes, flite, MBROLA)
+    ppg       train the phone-posteriorgram content encoder into WORK/ppg
+    ppg-eval  score it on held-out voices and engines (phone accuracy, speaker leakage)
+"""

@@ -1,0 +1,51 @@
+"""`python -m models.demo {data,ppg,ppg-eval} WORK [...]`: the demo voice's stages (see __init__)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m models.demo", description=__doc__)
+    sub = parser.add_subparsers(dest="stage", required=True)
+    data = sub.add_parser("data", help="synthesise the labelled corpus into WORK/data (resumable)")
+    data.add_argument("work", type=Path)
+    data.add_argument("--minutes", type=float, default=40.0, help="train audio to reach (default 40)")
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--workers", type=int, default=2)
+    data.add_argument("--no-mbrola", action="store_true", help="leave the non-commercial MBROLA voices out")
+    ppg = sub.add_parser("ppg", help="train the PPG content encoder into WORK/ppg (resumable)")
+    ppg.add_argument("work", type=Path)
+    ppg.add_argument("--minutes", type=float, default=60.0, help="wall-clock minutes to train in this run")
+    ppg.add_argument("--steps", type=int, default=0, help="stop at this total step count (0: no limit)")
+    ppg.add_argument("--seed", type=int, default=0)
+    ppg.add_argument("--threads", type=int, default=2)
+    ev = sub.add_parser("ppg-eval", help="score WORK/ppg/ppg.pt on the held-out test sets")
+    ev.add_argument("work", type=Path)
+    ev.add_argument("--checkpoint", type=Path, default=None, help="default WORK/ppg/ppg.pt")
+    args = parser.parse_args(argv)
+
+    from models.checkpoints import CheckpointError
+    from models.demo.data import DataError
+    from models.demo.tools import ToolError
+
+    try:
+        if args.stage == "data":
+            from models.demo.data import make_data
+            totals = make_data(args.work, args.minutes, args.seed, args.workers, mbrola=not args.no_mbrola)
+            print("done: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in sorted(totals.items())))
+        elif args.stage == "ppg":
+            from models.demo.ppg_train import train
+            train(args.work, minutes=args.minutes, max_steps=args.steps, seed=args.seed, threads=args.threads)
+        else:
+            from models.demo.ppg_eval import evaluate
+            evaluate(args.work, args.checkpoint)
+    except (DataError, ToolError, CheckpointError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The demo voice's first stages (issue 12): labelled data synthesis, PPG training, the committed PPG."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.content.ppg import PPGConfig, PPGEncoder, load_ppg
+from models.demo import data as demo_data
+from models.demo import ppg_train
+from models.demo.corpus import ClipStore
+from models.demo.kokoro import PUNCT, SPACE, STRESS, token_segments
+from models.demo.phones import PHONE_INDEX, PHONES, SIL, UnknownPhone, flite_phone, ipa_phone, sampa_phone
+from models.demo.utterance import Utterance, merge_runs, write_utterance
+
+COMMITTED_PPG = Path(__file__).resolve().parents[1] / "weights" / "demo" / "ppg.pt"
+HAVE_ENGINES = all(shutil.which(p) for p in ("espeak-ng", "flite", "mbrola"))
+
+
+def test_phone_maps_cover_the_engines_symbols_and_refuse_unknown_ones():
+    assert len(PHONES) == 40 and PHONES[SIL] == "sil"
+    assert ipa_phone("aɪ") == [("I", "AY")]
+    assert ipa_phone("ɑːɹ") == [("ɑ", "AA"), ("ɹ", "R")]
+    assert ipa_phone("ɚ") == [("əɹ", "ER")]
+    assert flite_phone("pau") == SIL and flite_phone("ax") == PHONE_INDEX["AH"]
+    assert sampa_phone("k_h") == PHONE_INDEX["K"] and sampa_phone("r=") == PHONE_INDEX["ER"]
+    for bad in (lambda: ipa_phone("ʘ"), lambda: flite_phone("qq"), lambda: sampa_phone("Y~")):
+        with pytest.raises(UnknownPhone):
+            bad()
+
+
+def test_token_durations_become_contiguous_phone_segments():
+    a, b = PHONE_INDEX["AA"], PHONE_INDEX["B"]
+    roles = [STRESS, a, SPACE, b, PUNCT]
+    durations = np.array([2, 1, 3, 2, 1, 4, 2])  # pad, tokens..., pad (units of 600 samples)
+    phones, ends = token_segments(roles, durations)
+    assert ends[-1] == durations.sum() * 600
+    phones, ends = merge_runs(phones, ends)
+    # pad -> sil; stress folds into AA; the space splits between AA and B; punctuation and pad -> sil
+    assert [PHONES[p] for p in phones] == ["sil", "AA", "B", "sil"]
+    assert ends == [1200, 1200 + 600 + 1800 + 600, 4200 + 600 + 600, 15 * 600]
+
+
+def _assert_labelled(folder: Path) -> int:
+    """Every utterance's labels end exactly at its audio's end; -> count."""
+    import soundfile as sf
+
+    count = 0
+    for meta_path in folder.glob("*/*.json"):  # <split>/<id>.json (not plan.json)
+        meta = json.loads(meta_path.read_text())
+        utt = Utterance(**meta)
+        n = sf.info(meta_path.with_suffix(".flac")).frames
+        assert utt.ends[-1] == n, meta_path
+        assert all(0 <= p < len(PHONES) for p in utt.phones)
+        assert len(set(utt.phones) - {SIL}) >= 3, meta_path  # speech, not a silent file
+        labels = utt.frame_labels(n * 16000 // utt.sample_rate // 320 - 1, 320, 400, 16000)
+        assert len(labels) > 0 and labels.max() < len(PHONES)
+        count += 1
+    return count
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_ENGINES, reason="needs espeak-ng, flite and mbrola (the data command installs them)")
+def test_data_command_on_a_tiny_budget_is_labelled_deterministic_and_resumable(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo_data, "TEST_PER_VOICE", {"kokoro-heldout": 1, "flite": 1, "kokoro-seen": 1})
+    monkeypatch.setattr(demo_data, "HELDOUT_VOICES", ("af_nova",))
+    monkeypatch.setattr(demo_data, "SEEN_TEST_VOICES", ("af_heart",))
+    monkeypatch.setattr(demo_data.engines, "FLITE_VOICES", ("kal16",))
+    monkeypatch.setattr(demo_data, "BATCH", 3)
+    totals = demo_data.make_data(tmp_path, minutes=0.05, workers=1, log=lambda _: None)
+    out = tmp_path / "data"
+    assert set(totals) == {"train", "flite", "kokoro-heldout", "kokoro-seen"} and totals["train"] >= 3
+    assert _assert_labelled(out) == len(list(out.rglob("*.flac")))
+    engines_used = {json.loads(p.read_text())["engine"] for p in (out / "train").glob("*.json")}
+    assert {"kokoro", "mbrola"} <= engines_used
+    train_text = {json.loads(p.read_text())["text"] for p in (out / "train").glob("*.json")}
+    test_text = {json.loads(p.read_text())["text"] for s in ("flite", "kokoro-heldout") for p in (out / s).glob("*.json")}
+    assert not train_text & test_text
+    assert "Apache-2.0" in (out / "SOURCES.md").read_text()
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")}
+    again = demo_data.make_data(tmp_path, minutes=0.05, workers=1, log=lambda _: None)
+    assert again == pytest.approx(totals)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")} == before  # nothing redone
+    with pytest.raises(demo_data.DataError):
+        demo_data.make_data(tmp_path, minutes=0.05, seed=1, workers=1, log=lambda _: None)
+
+
+def _tone_utterances(folder: Path, split: str, count: int, seed: int) -> None:
+    """Utterances of three 'phones' (tones at 300 / 1200 / 3000 Hz) and silence, 16 kHz."""
+    rng = np.random.default_rng(seed)
+    tones = {PHONE_INDEX["AA"]: 300.0, PHONE_INDEX["S"]: 3000.0, PHONE_INDEX["IY"]: 1200.0}
+    for i in range(count):
+        phones, ends, pieces, t = [], [], [], 0
+        for _ in range(12):
+            cls = int(rng.choice([SIL, *tones]))
+            n = int(rng.integers(1600, 6400))
+            k = np.arange(n) / 16000
+            pieces.append(0.0 * k if cls == SIL else 0.3 * np.sin(2 * np.pi * tones[cls] * k))
+            t += n
+            phones.append(cls)
+            ends.append(t)
+        phones, ends = merge_runs(phones, ends)
+        audio = np.concatenate(pieces).astype(np.float32) + 0.003 * rng.standard_normal(t).astype(np.float32)
+        write_utterance(folder / split, Utterance(f"{split}-{i}", split, "tone", f"tone{i % 2}", "", 16000,
+                                                  phones, ends, {}, audio))
+
+
+def test_ppg_training_step_lowers_the_loss_on_a_tiny_set(tmp_path, one_torch_thread):
+    _tone_utterances(tmp_path, "train", 4, seed=0)
+    store = ClipStore(tmp_path, "train")
+    assert store.refresh() == 4
+    torch.manual_seed(0)
+    model = PPGEncoder(PPGConfig(width=len(PHONES), channels=32, kernels=(3, 3), dilations=(1, 2), right_context=1))
+    rng = np.random.default_rng(0)
+    aug = ppg_train.Augmenter(rng, [])
+    audio, labels = ppg_train.make_batch(store.clips, aug, rng, model.num_frames(ppg_train.CROP_SAMPLES),
+                                         model.hop, model.window, batch=4)
+    assert labels.shape == (4, model.num_frames(ppg_train.CROP_SAMPLES))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = [ppg_train.train_step(model, opt, audio, labels, 3e-3) for _ in range(40)]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.slow
+def test_ppg_training_resumes_from_its_state(tmp_path, monkeypatch, one_torch_thread):
+    data = tmp_path / "data"
+    for split, seed in (("train", 0), ("kokoro-heldout", 1), ("flite", 2)):
+        _tone_utterances(data, split, 2, seed)
+    monkeypatch.setattr(ppg_train, "BATCH", 2)
+    monkeypatch.setattr(ppg_train, "ENCODER", PPGConfig(width=len(PHONES), channels=16, kernels=(3,), dilations=(1,),
+                                                         right_context=1))
+    ppg_train.train(tmp_path, max_steps=2, log_every=1)
+    first = load_ppg(tmp_path / "ppg" / "ppg.pt")
+    ppg_train.train(tmp_path, max_steps=4, log_every=1)
+    state = ppg_train.load_state(tmp_path / "ppg" / "state.pt")
+    assert state["step"] == 4
+    resumed = load_ppg(tmp_path / "ppg" / "ppg.pt")
+    assert not torch.equal(first.output_proj.weight, resumed.output_proj.weight)
+    assert "step 2" in (tmp_path / "ppg" / "train.log").read_text()
+
+
+@pytest.mark.skipif(not COMMITTED_PPG.exists(), reason="weights/demo/ppg.pt not trained yet")
+def test_committed_ppg_loads_safely_and_has_the_promised_receptive_field(one_torch_thread):
+    model = load_ppg(COMMITTED_PPG)
+    left, right = model.receptive_field
+    assert right <= 2 and left < 50  # <= 40 ms lookahead, finite history
+    assert model.width == len(PHONES) and model.config.posteriors
+    x = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0)) * 0.1
+    with torch.no_grad():
+        out = model(x)[0]
+        assert torch.allclose(out.exp().sum(-1), torch.ones(out.shape[0]), atol=1e-4)
+        # frame j depends on samples [320 (j - left), 320 (j + right) + 400) only
+        j = left + 3
+        y = x.clone()
+        y[0, 320 * (j + right) + 400:] = torch.randn(16000 - 320 * (j + right) - 400) * 0.1
+        y[0, : 320 * (j - left)] = 0.0
+        assert torch.allclose(model(y)[0, j], out[j], atol=1e-5)
+        y[0, 320 * (j + right) + 200] += 0.5  # the centre of the last frame it may see does change it
+        assert not torch.allclose(model(y)[0, j], out[j], atol=1e-5)
