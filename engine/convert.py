@@ -15,7 +15,9 @@ when complete: a full disk or Ctrl-C leaves nothing half-written.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -128,6 +130,7 @@ def convert_file(converter: Converter, source: "sf.SoundFile", output: Path, blo
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _stop_on_ctrl_c()
     try:
         check_output_file(args.output, [args.input], audio=True)
         source = open_input(args.input)
@@ -136,6 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     with source:
         return _run(args, source)
+
+
+def _stop_on_ctrl_c() -> None:
+    """SIGINT raises KeyboardInterrupt (stop, remove the partial output) even when we were started with
+    it ignored: a non-interactive shell's background job (`cmd &`, a CI runner) inherits SIG_IGN, and
+    Python then installs no handler, so Ctrl-C or `kill -INT` would be ignored and the conversion run on."""
+    if threading.current_thread() is threading.main_thread():   # signal handlers can only be set there
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _run(args: argparse.Namespace, source: "sf.SoundFile") -> int:

@@ -85,6 +85,7 @@ class _Reader:
         self.anchor: int | None = 0 if locked else None
         self.gain = 1.0               # current wet weight of the late-fill crossfade
         self.last = 0.0               # last wet sample (held while fading to the fill)
+        self.broken = False           # wet positions were skipped: the held sample must fade out fully first
         self.lag_avg = 0.0            # split: smoothed input-vs-output offset, for drift detection
         self.steady = 0               # split: samples played since the last anchoring
         self._recent = np.zeros(16, np.float64)   # split: the last raw offsets (a step's size)
@@ -128,36 +129,49 @@ class _Reader:
         a = ring.available(pos, n)
         dip = self.jumped
         if dip:
-            # Play this callback as if late (fade out, holding the last sample), and fade back in at
-            # the new position next callback: a drift resync is a short dip, never a step. It is
-            # not a late block, so it is not counted as an underrun.
+            # Play as if late (fade out, holding the last sample), and fade back in at the new
+            # position once the fade-out is complete: a drift resync is a short dip, never a step.
+            # It is not a late block, so it is not counted as an underrun.
             a, self.jumped = 0, False
         wet, fill, g = self._wet[:n], self._fill[:n], self._g[:n]
         ring.read_into(pos, wet[:a])
         late = n - a
         if late == 0 and self.gain >= 1.0:
             out[:] = wet
+            self.last = float(wet[n - 1])
         else:
             self._fill_with(pos, fill)
             ramp = r.ramp
-            if a:
-                np.add(ramp[:a], self.gain, out=g[:a])
-                np.minimum(g[:a], 1.0, out=g[:a])
+            held = 0
+            if self.broken and a:
+                # Positions were skipped (late audio, a dip): the wet signal resumes elsewhere, so the
+                # held sample must fade out completely before it does; fading in from a partial gain
+                # would step by gain x (new - held). The positions this covers have passed unplayed.
+                held = min(a, math.ceil(self.gain * r.fade))
+                if held:
+                    self._fade_out(g[:held], wet[:held])
+            if a > held:
+                np.add(ramp[:a - held], self.gain, out=g[held:a])
+                np.minimum(g[held:a], 1.0, out=g[held:a])
                 self.last = float(wet[a - 1])
                 self.gain = float(g[a - 1])
+                self.broken = False
             if late:
-                np.subtract(self.gain, ramp[:late], out=g[a:])
-                np.maximum(g[a:], 0.0, out=g[a:])
-                wet[a:] = self.last           # hold the last wet value while it fades: no step
-                self.gain = float(g[n - 1])
+                self._fade_out(g[a:], wet[a:])
+                self.broken = True
             tmp = self._tmp[:n]
             np.subtract(wet, fill, out=tmp)
             np.multiply(tmp, g, out=tmp)
             np.add(fill, tmp, out=out)
-        if late == 0:
-            self.last = float(wet[n - 1])
         self.pos += n
         return (0 if dip else late), pos
+
+    def _fade_out(self, g: np.ndarray, wet: np.ndarray) -> None:
+        """Fill `wet` with the held last sample and `g` with its fade from the current gain (no step)."""
+        np.subtract(self.gain, self.r.ramp[:len(g)], out=g)
+        np.maximum(g, 0.0, out=g)
+        wet[:] = self.last
+        self.gain = float(g[-1])
 
     def _fill_with(self, pos: int, fill: np.ndarray) -> None:
         """What plays while the wet signal is missing: silence, or the input `latency()` earlier."""
@@ -314,8 +328,8 @@ class RealtimeRunner:
         # after a driver underrun is corrected (it was kept while it stayed under drift_tolerance).
         self.step_tolerance = self.callback_frames + round(0.005 * sample_rate)
         self.resync_note: str | None = None
-        fade = max(1, round(fade_ms * sample_rate / 1000.0))
-        self.ramp = (np.arange(1, self.max_frames + 1, dtype=np.float32) / fade).astype(np.float32)
+        self.fade = max(1, round(fade_ms * sample_rate / 1000.0))   # samples of a late-fill fade
+        self.ramp = (np.arange(1, self.max_frames + 1, dtype=np.float32) / self.fade).astype(np.float32)
         most = self.prefill if adaptive is None else self.chunk + self.callback_frames + max(self.budget, adaptive.ceiling)
         capacity = max(round(history_s * sample_rate), 4 * (most + self.converter_latency + self.max_frames))
         self.in_ring = SampleRing(capacity)

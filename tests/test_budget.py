@@ -85,8 +85,12 @@ def _drive(runner: RealtimeRunner, x: np.ndarray, n: int, conv: DelayConverter, 
 
 def _run(conv: DelayConverter, x: np.ndarray, budget: int, late_from: int | None = None,
          late_until: int | None = None, **runner_kw) -> tuple[RealtimeRunner, np.ndarray]:
-    """An adaptive runner (20 ms blocks, 10 ms callbacks at 48 kHz) driven through `x`."""
+    """An adaptive runner (20 ms blocks, 10 ms callbacks at 48 kHz) driven through `x`. Compute times
+    come from a simulated clock (still at 0 unless the converter advances it): on the real clock the
+    gated block's time would include the test's wait on the gate, and a busy machine would set the
+    size of the raise."""
     runner_kw.setdefault("adaptive", AdaptiveBudget(RATE, block=960))
+    runner_kw.setdefault("clock", SimClock())
     runner = RealtimeRunner(conv, block_size=960, sample_rate=RATE, chunk=960, callback_frames=480, budget=budget,
                             **runner_kw)
     if late_from is not None:

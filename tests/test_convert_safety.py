@@ -120,21 +120,24 @@ def test_really_full_disk(wav: Path, tiny_disk: Path, capsys) -> None:
 
 
 def _terminal_sigint() -> None:
-    """Ctrl-C as a terminal delivers it: a shell starts background jobs (a CI runner, `cmd &`) with
-    SIGINT ignored, the child inherits that, and Python then installs no KeyboardInterrupt handler."""
+    """SIGINT as a terminal's foreground job has it, however this test run itself was started."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _convert_process(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "engine.convert", *args, "--quiet"], cwd=ROOT,
+def _convert_process(*args: str, sigint_ignored: bool = False) -> subprocess.Popen:
+    # `trap "" INT` then exec: started with SIGINT ignored, as a non-interactive shell's background
+    # job (`cmd &`, a CI runner) is; Python then installs no Ctrl-C handler unless the CLI restores it.
+    shell = ["sh", "-c", 'trap "" INT; exec "$0" "$@"'] if sigint_ignored else []
+    return subprocess.Popen([*shell, sys.executable, "-m", "engine.convert", *args, "--quiet"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_terminal_sigint)
 
 
-def test_ctrl_c_stops_and_removes_the_partial_output(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "started-with-sigint-ignored"])
+def test_ctrl_c_stops_and_removes_the_partial_output(tmp_path: Path, sigint_ignored: bool) -> None:
     source = write_tone(tmp_path / "long.wav", 600)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    proc = _convert_process(str(source), str(out_dir / "out.wav"))
+    proc = _convert_process(str(source), str(out_dir / "out.wav"), sigint_ignored=sigint_ignored)
     deadline = time.monotonic() + 120
     while not _leftovers(out_dir):   # wait until the conversion is writing
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()

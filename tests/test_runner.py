@@ -416,6 +416,28 @@ def test_drift_resync_is_a_dip_not_a_step():
     assert np.abs(np.diff(y)).max() <= 1.5 * sine_step
 
 
+@pytest.mark.parametrize("frames", [128, 480])
+def test_audio_resuming_mid_fade_fades_in_without_a_step(frames):
+    """A block a little late (less than the 5 ms fade) resumes at a later position: the held sample
+    fades out completely before the new audio fades in, whatever the callback size. No worker: the
+    test writes the output ring itself, so the order of events is exact."""
+    runner = RealtimeRunner(DelayConverter(delay=0), block_size=480, sample_rate=RATE, chunk=480,
+                            callback_frames=frames)
+    x = (0.5 * np.sin(2 * np.pi * 440 * np.arange(RATE) / RATE)).astype(np.float32)
+    k0 = 40 * frames
+    gap = k0 - runner.prefill + frames - 60          # the callback at k0 finds its last 60 samples missing
+    runner.out_ring.write(x[:gap])
+    y = np.zeros_like(x)
+    for k in range(0, len(x) - frames + 1, frames):
+        runner.process(x[k:k + frames], y[k:k + frames])
+        if k == k0:
+            runner.out_ring.write(x[gap:])           # the late audio arrives
+    assert runner.stats().underruns == 1 and runner.stats().late_samples == 60
+    sine_step = 0.5 * 2 * np.pi * 440 / RATE
+    assert np.abs(np.diff(y[k0 - frames:])).max() <= 1.5 * sine_step
+    assert np.abs(y[-frames:] - x[-frames - runner.prefill:-runner.prefill]).max() == 0.0   # back in full
+
+
 def test_callbacks_allocate_no_sample_buffers():
     """The real-time path copies into preallocated memory: no frame-sized allocation, late or not."""
     import tracemalloc
