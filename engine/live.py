@@ -79,7 +79,8 @@ def status_line(st: LiveStats) -> str:
     budget = "" if st.block_budget_ms is None else \
         f" / budget {st.block_budget_ms:.1f}{' auto' if st.budget_auto else ''}"
     step = f" | {st.latency_steps[-1]}" if st.latency_steps else ""
-    return (f"latency {lat} | compute p50 {p50} p99 {p99} ms{budget} | underruns {st.underruns} | {xruns} | "
+    early = f" (+{st.ran_ahead} early output callbacks after driver xruns)" if st.ran_ahead else ""
+    return (f"latency {lat} | compute p50 {p50} p99 {p99} ms{budget} | underruns {st.underruns}{early} | {xruns} | "
             f"in {st.input_level_db:6.1f} dB  out {st.output_level_db:6.1f} dB{step}")
 
 

@@ -52,6 +52,9 @@ from engine.ringbuffer import SampleRing
 from engine.settings import LATE_FILL_CHOICES
 
 
+INPUT_AGE_PERCENTILE = 5.0      # of the capture time stamps' input ages (see RealtimeRunner._in_lat)
+
+
 class StreamConverter(Protocol):
     """What the runner needs of `engine.converter.Converter` (device-rate, any block length)."""
 
@@ -263,8 +266,9 @@ class RunnerStats:
     budget_auto: bool              # the budget adapts (raised after late blocks)
     budget_raises: int             # times it was raised while running
     budget_note: str | None        # the last change, as a sentence
-    underruns: int
+    underruns: int                 # late blocks: the converter had its whole budget and was not done
     late_samples: int
+    ran_ahead: int                 # output callbacks that found no audio because they came early
     queue_depth: int               # converted samples ready ahead of the main output
     input_backlog: int             # captured samples the worker has not taken yet
     skipped_samples: int           # input the worker dropped to catch up after a long stall
@@ -340,6 +344,7 @@ class RealtimeRunner:
         # statistics (each written by one thread)
         self.underruns = 0
         self.late_samples = 0
+        self.ran_ahead = 0
         self.resyncs = 0
         self.skipped = 0
         self.blocks_processed = 0
@@ -350,7 +355,12 @@ class RealtimeRunner:
         # blocks processed before the budget may be lowered (once)
         self._tighten_at = max(32, math.ceil(TIGHTEN_AFTER_S * self.rate / self.block_size))
         self._compute = _Window(stats_window)
-        self._in_lat = _Window(64)
+        # Input age from the capture time stamps: the low end (5th percentile) over ~10 s of
+        # callbacks, not the median of the last few. Through the ALSA pulse plugin the stamps creep
+        # up by as much as 15 ms between the server's timing updates and then drop back, while the
+        # delay itself stays put (measured on the one-clock meter of tests/test_live_pulse.py:
+        # the median made the reported latency 10-15 ms too long; the low end is within 5 ms).
+        self._in_lat = _Window(1024)
         self._out_lat = _Window(64)
         self._queue = _Window(64)
         self._in_ms = 0.0
@@ -416,8 +426,8 @@ class RealtimeRunner:
         """Duplex callback: `indata` float32[n] in, `outdata` float32[n] out, one clock."""
         self._main = self._duplex
         self.push(indata, input_latency=input_latency)
-        late, _ = self._duplex.pull(outdata, 0.0)
-        self._after_pull(outdata, late, output_latency)
+        late, pos = self._duplex.pull(outdata, 0.0)
+        self._after_pull(outdata, late, pos, output_latency)
 
     def push(self, indata: np.ndarray, *, now: float | None = None, input_latency: float | None = None) -> None:
         """Input callback: append float32[n] (NaN/inf become 0)."""
@@ -449,17 +459,33 @@ class RealtimeRunner:
             # Where the input stream was at this instant, minus where this output reads from.
             in_now = self._last_in_pos + (t - self._last_in_time) * self.rate
             self._queue.add(in_now - (reader.pos - len(outdata) + reader.anchor))
-        self._after_pull(outdata, late, output_latency)
+        self._after_pull(outdata, late, pos, output_latency)
 
-    def _after_pull(self, outdata: np.ndarray, late: int, output_latency: float | None) -> None:
+    def _after_pull(self, outdata: np.ndarray, late: int, pos: int, output_latency: float | None) -> None:
         _clip_unit(outdata)
-        if late:
+        n = len(outdata)
+        if late and self._converter_was_late(pos + n - late):
             self.underruns += 1
             self.late_samples += late
-        n = len(outdata)
+        elif late:
+            self.ran_ahead += 1
+
         self._out_ms = max(float(np.dot(outdata, outdata)) / max(n, 1), self._out_ms * 0.9)
         if output_latency is not None and 0.0 <= output_latency < 2.0:
             self._out_lat.add(output_latency)
+
+    def _converter_was_late(self, missing: int) -> bool:
+        """Whether output position `missing`, not in the output ring, is the converter's fault.
+
+        It is when the input it is made from arrived at least a budget ago (the chunk it belongs
+        to is complete at most `chunk` samples after it; one callback of slack for the callbacks'
+        phase). Otherwise the output asked early: a driver that lost time (an xrun) and then
+        pulls a burst of callbacks to refill its buffer runs ahead of the input, and no compute
+        budget could have had that audio ready. Such pulls are counted as `ran_ahead`, beside the
+        driver's own xrun report, not as late blocks.
+        """
+        waited = self.in_ring.end - missing - self.chunk
+        return waited >= self.budget - self.callback_frames
 
     def _sanitize_input(self, pos: int, n: int) -> None:
         """Rare path (a driver delivered NaN/inf): zero them in place in the ring."""
@@ -591,7 +617,8 @@ class RealtimeRunner:
     def stats(self) -> RunnerStats:
         reader = self._main
         depth = 0 if reader is None else max(0, self.out_ring.end - reader.next_abs())
-        in_lat, out_lat, q = (w.percentile(50) for w in (self._in_lat, self._out_lat, self._queue))
+        in_lat = self._in_lat.percentile(INPUT_AGE_PERCENTILE)
+        out_lat, q = (w.percentile(50) for w in (self._out_lat, self._queue))
         if reader is not None and reader.locked:
             q = 0.0                       # duplex: input and output share one position counter
         return RunnerStats(
@@ -599,7 +626,7 @@ class RealtimeRunner:
             compute_p50_ms=_ms(self._compute.percentile(50)), compute_p99_ms=_ms(self._compute.percentile(99)),
             block_budget_ms=1000.0 * self.budget / self.rate, budget_auto=self.adaptive is not None,
             budget_raises=self.budget_raises, budget_note=self.budget_note,
-            underruns=self.underruns, late_samples=self.late_samples, queue_depth=int(depth),
+            underruns=self.underruns, late_samples=self.late_samples, ran_ahead=self.ran_ahead, queue_depth=int(depth),
             input_backlog=int(self.in_ring.end - self._work_pos), skipped_samples=self.skipped,
             resyncs=self.resyncs, resync_note=self.resync_note,
             input_latency_ms=_ms(in_lat), output_latency_ms=_ms(out_lat),

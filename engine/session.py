@@ -95,7 +95,8 @@ class LiveStats:
     block_budget_ms: float | None = None
     budget_auto: bool = False                  # the budget is measured and raised after late blocks
     budget_note: str | None = None             # its last change, as a sentence
-    underruns: int = 0
+    underruns: int = 0                          # late blocks: the converter was too slow
+    ran_ahead: int = 0                          # output callbacks that came early (after a driver xrun)
     queue_depth: int = 0
     provider: str = ""
     provider_note: str = ""
@@ -331,7 +332,7 @@ class LiveSession:
             latency=self._breakdown(cfg, plan, conv, lat_in, lat_out, queue=max(0, round(queue)), budget=runner.budget),
             compute_p50_ms=rs.compute_p50_ms, compute_p99_ms=rs.compute_p99_ms, block_budget_ms=rs.block_budget_ms,
             budget_auto=rs.budget_auto, budget_note=rs.budget_note,
-            underruns=rs.underruns, queue_depth=rs.queue_depth,
+            underruns=rs.underruns, ran_ahead=rs.ran_ahead, queue_depth=rs.queue_depth,
             provider=str(getattr(conv, "provider", "")), provider_note=str(getattr(conv, "provider_note", "")),
             input_level_db=rs.input_level_db, output_level_db=rs.output_level_db,
             blocks_processed=rs.blocks_processed, recording_paths=self._recording, sample_rate=plan.rate,

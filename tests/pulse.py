@@ -9,9 +9,12 @@ waits on sample counts, never on sleeps.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import termios
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +23,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "pulse.sh"
 RATE = 48000
+# The test player's buffer. At 20 ms its stream underran now and then on a 2-core VM: the sink
+# rendered ~35 samples of silence for it, which vc_in.monitor delivered to the engine; PulseAudio
+# then rewound the sink to play the late data, and the meter recorded the signal there instead.
+# Its buffer adds no delay anyone measures (the engine's input is what vc_in renders).
+PLAYER_LATENCY_MS = 200
 ENV_KEYS = ("PULSE_SERVER", "PULSE_CLIENTCONFIG", "ALSA_CONFIG_PATH", "COMO_PULSE_DIR", "COMO_PULSE_RT")
 
 
@@ -142,5 +150,84 @@ def play(signal: np.ndarray, path: str | Path, sink: str = "vc_in") -> subproces
     returns once pacat has handed everything to the server)."""
     np.asarray(signal, np.float32).tofile(path)
     return subprocess.Popen([*realtime(), "pacat", "--playback", f"--device={sink}", f"--rate={RATE}", "--channels=1",
-                             "--format=float32le", "--raw", "--latency-msec=20", str(path)],
+                             "--format=float32le", "--raw", f"--latency-msec={PLAYER_LATENCY_MS}", str(path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+class StreamingPlayer:
+    """One pacat stream into `sink` for a whole run: silence, then `play(signal)`, then silence.
+
+    Start it before the engine. A playback stream that connects to a sink makes PulseAudio rewind
+    the sink to mix it in sooner; a monitor that had already delivered the rewound part cannot take
+    it back, so the engine's capture and the meter then differed in tens of samples where the
+    signal began (when pacat started after the engine). With one stream open from before the
+    engine starts, nothing connects while the engine records. A thread keeps the pipe full
+    (64 KiB, ~0.34 s of audio: room for the writer to be descheduled on a loaded machine).
+    """
+
+    CHUNK = 480
+
+    def __init__(self, sink: str = "vc_in") -> None:
+        self.proc = subprocess.Popen(
+            [*realtime(), "pacat", "--playback", f"--device={sink}", f"--rate={RATE}", "--channels=1",
+             "--format=float32le", "--raw", f"--latency-msec={PLAYER_LATENCY_MS}"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._pending: list[np.ndarray] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._written = 0                     # bytes handed to the pipe
+        self._signal_end: int | None = None   # byte offset where the last signal ends
+        self._thread = threading.Thread(target=self._feed, name="pacat-feeder", daemon=True)
+        self._thread.start()
+
+    def play(self, signal: np.ndarray) -> None:
+        with self._lock:
+            self._pending.append(np.asarray(signal, np.float32).copy())
+
+    def wait_played(self, timeout: float = 60.0) -> None:
+        """Until pacat has read the whole signal from the pipe (then it plays within its buffer)."""
+        end = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                done = not self._pending and self._signal_end is not None
+                target = self._signal_end
+            if done and self._read_by_pacat() >= target:
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pacat exited: {self.proc.stderr.read().decode(errors='replace')}")
+            if time.monotonic() > end:
+                raise TimeoutError("pacat did not take the signal")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.proc.kill()                       # a write blocked on the full pipe ends with it
+        self._thread.join(5)
+        self.proc.wait(10)
+
+    def _read_by_pacat(self) -> int:
+        with self._lock:
+            written = self._written
+            try:
+                queued = int.from_bytes(fcntl.ioctl(self.proc.stdin.fileno(), termios.FIONREAD, b"\0" * 4), "little")
+            except OSError:
+                return 0
+        return written - queued
+
+    def _feed(self) -> None:
+        silence = np.zeros(self.CHUNK, np.float32).tobytes()
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    signal = self._pending.pop(0) if self._pending else None
+                data = silence if signal is None else signal.tobytes()
+                for k in range(0, len(data), 4 * self.CHUNK):
+                    self.proc.stdin.write(data[k:k + 4 * self.CHUNK])
+                    self.proc.stdin.flush()
+                    with self._lock:
+                        self._written += len(data[k:k + 4 * self.CHUNK])
+                if signal is not None:
+                    with self._lock:
+                        self._signal_end = self._written
+        except (BrokenPipeError, ValueError, OSError):
+            pass                               # pacat was stopped

@@ -20,7 +20,7 @@ from engine.latency import ms_to_samples
 from engine.session import core_factory
 from engine.budget import TIGHTEN_AFTER_S
 from engine.settings import AUTO_BUDGET, Settings
-from tests.pulse import RATE, MeterRecording, play, start_or_skip
+from tests.pulse import RATE, MeterRecording, StreamingPlayer, play, start_or_skip
 
 pytestmark = pytest.mark.audio
 
@@ -80,31 +80,31 @@ def run_through_engine(pulse, tmp_path, voice, signal, *, input_device="vc_in", 
 
     rec = MeterRecording(tmp_path / "meter.raw")
     rec.wait_frames(RATE // 10)
+    player = StreamingPlayer("vc_in")         # connected (silent) before the engine starts: no rewind
     session = LiveSession()
     cfg = SessionConfig(input_device=input_device, output_device=output_device, sample_rate=RATE, voice=voice,
                         settings=settings, **cfg_extra)
     history, done = [], threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.25):
-            history.append(session.stats())
-
-    session.start(cfg)
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    sampler = threading.Thread(target=lambda: [history.append(session.stats()) for _ in iter(lambda: done.wait(0.25), True)],
+                               daemon=True)
     try:
+        rec.wait_frames(rec.frames() + RATE // 10)
+        session.start(cfg)
+        sampler.start()
         start = rec.frames()
         # let the streams settle (and an adaptive budget make its one lowering, TIGHTEN_AFTER_S)
         auto = (cfg_extra.get("compute_budget_ms") or settings.compute_budget_ms) == AUTO_BUDGET
         rec.wait_frames(start + (int((TIGHTEN_AFTER_S + 0.5) * RATE) if auto else RATE // 2))
-        player = play(signal, tmp_path / "signal.raw")
-        assert player.wait(len(signal) / RATE + 30) == 0, player.stderr.read()
+        player.play(signal)
+        player.wait_played(len(signal) / RATE + 30)
         rec.wait_frames(rec.frames() + RATE)            # the tail (latency) comes out
         stats = session.stats()
     finally:
         done.set()
-        sampler.join()
+        if sampler.is_alive():
+            sampler.join()
         session.stop()
+        player.stop()
     return rec.stop(), stats, session, history
 
 
@@ -114,6 +114,7 @@ def disturbance(st) -> str:
     parts = [f"driver xruns {st.xruns.describe()}"] if st.device_xruns else []
     parts += list(st.latency_steps)
     parts += [f"{st.underruns} late blocks"] if st.underruns else []
+    parts += [f"{st.ran_ahead} early output callbacks"] if st.ran_ahead else []
     return "; ".join(parts)
 
 
@@ -200,8 +201,8 @@ def measure(meter: np.ndarray, rec_in: np.ndarray, voice, settings: Settings = O
     start = lag_of(heard_in, rec_in, len(heard_in) - RATE, min_lag=-RATE)
     a, b = max(start, 0), max(-start, 0)
     n = min(len(heard_in) - a, len(rec_in) - b)
-    # One clock, bit-exact capture (but for a sample or two where PulseAudio rewinds the sink as the
-    # test's player starts: the monitor already delivered what the sink then re-rendered).
+    # One clock, bit-exact capture (but for a sample or two where PulseAudio rewinds the sink: the
+    # monitor already delivered what the sink then re-rendered; see tests/pulse.py on the player).
     assert np.count_nonzero(heard_in[a:a + n] != rec_in[b:b + n]) <= 16
     # fed in the engine's own blocks (the converter is meant to be chunking-invariant; see report)
     converted = convert_whole(Converter(core_factory(voice), settings, RATE), rec_in,

@@ -509,3 +509,37 @@ def test_split_output_that_falls_behind_is_resynced_to_the_fixed_latency():
     before, after = offs[(offs > 0)][:20], offs[-20:]
     assert len(set(before.tolist())) == 1 and set(after.tolist()) == set(before.tolist())
     assert st.resyncs == 1 and "fell behind the input by 30 ms" in st.resync_note
+
+
+def test_output_that_runs_ahead_after_a_driver_xrun_is_not_a_late_block():
+    """After an xrun a driver refills its buffer with a burst of output callbacks: the output asks
+    for audio whose input has not even arrived. No compute budget could have had it ready, so it
+    is counted as `ran_ahead` (beside the driver's own xrun report), not as a late block; the
+    runner then re-syncs to the fixed latency. A converter that is slow on a steady clock is still
+    a late block (the tests above)."""
+    conv = DelayConverter(delay=100)
+    runner = RealtimeRunner(conv, block_size=960, sample_rate=RATE, chunk=480, callback_frames=480, settle_s=0.25)
+    runner.start()
+    n = 7 * RATE
+    x = impulses(n, every=8000)      # spacing > the latency + the burst: pairing stays unambiguous
+    out = np.zeros(480, np.float32)
+    played = []
+    burst_at = 3 * RATE
+    try:
+        for k in range(0, n, 480):
+            t = k / RATE
+            runner.push(x[k:k + 480], now=t)
+            wait_until(lambda: runner.processed_position >= k + 480)
+            # the refill burst: this callback and 8 more at once, ahead of the input
+            for extra in range(9 if k == burst_at else 1):
+                runner.pull(out, now=t + (160 + extra) / RATE)
+                played.append(out.copy())
+    finally:
+        runner.stop()
+    st = runner.stats()
+    assert st.underruns == 0 and st.ran_ahead >= 1
+    assert st.resyncs >= 1 and "ran ahead of the input" in st.resync_note
+    y = np.concatenate(played)
+    offs = offsets(y, x)
+    assert len(set(offs[offs > 0][:10].tolist())) == 1             # fixed latency before ...
+    assert set(offs[-10:].tolist()) == {int(offs[offs > 0][0]) + 8 * 480}   # ... and after, on the output's clock

@@ -118,6 +118,9 @@ class AudioBackend(Protocol):
 
     def refresh(self) -> None: ...
 
+    def now(self) -> float:
+        """Seconds on the clock the callbacks run by (the runner times split-stream offsets on it)."""
+
 
 def plan_streams(backend: AudioBackend, *, input: int | str | None, output: int | str | None,
                  monitor: int | str | None = None, sample_rate: int | None = None, input_channel: int = 0,
@@ -356,7 +359,7 @@ class AudioIO:
         try:
             self._flags(status)
             x = self._input(indata, frames)
-            self.runner.push(x, input_latency=_since(ti, "inputBufferAdcTime"))
+            self.runner.push(x, input_latency=_since(ti, "inputBufferAdcTime"), now=self.backend.now())
             if self.recorder is not None:
                 self.recorder.push_input(x)
             self._counted("input")
@@ -369,7 +372,7 @@ class AudioIO:
             y = self._mono["output"][:frames]
             out_delay = _until(ti, "outputBufferDacTime")
             self.xrun_log.output_delay(out_delay)
-            self.runner.pull(y, output_latency=out_delay)
+            self.runner.pull(y, output_latency=out_delay, now=self.backend.now())
             np.copyto(outdata, y[:, None])
             if self.recorder is not None:
                 self.recorder.push_output(y)
@@ -380,7 +383,7 @@ class AudioIO:
     def _monitor_cb(self, outdata: np.ndarray, frames: int, ti: Any, status: Any) -> None:
         try:
             y = self._mono["monitor"][:frames]
-            self.runner.pull(y, monitor=True)
+            self.runner.pull(y, monitor=True, now=self.backend.now())
             y *= self.monitor_gain
             np.copyto(outdata, y[:, None])
             self._counted("monitor")
@@ -488,6 +491,9 @@ class SoundDeviceBackend:
 
     def devices(self) -> list[DeviceInfo]:
         return list_devices(self.sd)
+
+    def now(self) -> float:
+        return time.perf_counter()
 
     def refresh(self) -> None:
         refresh(self.sd)
@@ -641,6 +647,10 @@ class SimulatedBackend:
                 default_low_output_latency=self.output_latency,
                 is_default_input=d.name == "Sim Microphone", is_default_output=d.name == "Sim Speakers"))
         return found
+
+    def now(self) -> float:
+        """The simulated clock, not the wall: a loaded machine cannot skew what the runner measures."""
+        return self.clock / self.rate
 
     def refresh(self) -> None:
         pass
