@@ -156,12 +156,12 @@ def run(cfg: SessionConfig, seconds: float | None, session: LiveSession | None =
 
     session.on_state = on_state
     tty = sys.stdout.isatty()
-    end = None if seconds is None else time.monotonic() + seconds
     with ctrl_c_sets(stop):
         try:
             session.start(cfg)       # (Ctrl-C while the voice loads: stops right after)
         except SessionError:
             return 1
+        end = None if seconds is None else time.monotonic() + seconds    # seconds of running audio
         said: set[str | None] = {None, *session.stats().notes}   # the plan's notes came with "running"
         try:
             while not stop.is_set() and (end is None or time.monotonic() < end):

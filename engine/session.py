@@ -38,7 +38,7 @@ from engine.converter import Converter
 from engine.voice_core import VoiceCore
 from engine.audio.devices import DeviceError
 from engine.audio.pulse import pulse_target_exists
-from engine.audio.realtime import WORKER_PRIORITY, make_realtime
+from engine.audio.realtime import WORKER_PRIORITY, keep_collector_short, make_realtime
 from engine.latency import LatencyBreakdown, end_to_end, ms_to_samples
 from engine.audio.recorder import Recorder
 from engine.settings import AUTO_BUDGET, Settings
@@ -258,6 +258,7 @@ class LiveSession:
         io = AudioIO(self.backend, plan, runner, monitor_gain_db=s.monitor_gain_db, recorder=self._recorder,
                      stall_timeout_s=self._stall_timeout_s)
         self._runner, self._io = runner, io
+        keep_collector_short()             # no long collector pass (GIL held) while the streams run
         runner.start()
         if getattr(self.backend, "realtime_threads", False) and runner.thread_id is not None:
             make_realtime(WORKER_PRIORITY, runner.thread_id)
