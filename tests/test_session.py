@@ -344,3 +344,22 @@ def test_auto_budget_is_measured_reported_and_exact():
     ref[tail] = x[tail]
     lag = lag_of(y, ref, RATE)
     assert lag + round(0.015 * RATE) == pytest.approx(st.latency.total, abs=2)
+
+
+def test_streams_start_with_the_heap_frozen():
+    """A collector pass over the whole heap holds the GIL for tens of ms (the callbacks then miss
+    their deadline): the session collects and freezes what is alive before its streams start, and
+    objects made by the start itself (the voice, the runner) are frozen with it."""
+    import gc
+
+    gc.unfreeze()
+    be = SimulatedBackend(voiced(1.0), lockstep=True)
+    s = LiveSession(be)
+    marker = type("LoadedBeforeStart", (), {})()       # something alive before the session starts
+    s.start(SessionConfig(input_device="Sim Cable", output_device="Sim Cable", voice=passthrough, settings=OPEN))
+    try:
+        assert gc.is_tracked(marker) and gc.get_freeze_count() > 1000
+        # in no generation the collector scans any more
+        assert all(obj is not marker for generation in (0, 1, 2) for obj in gc.get_objects(generation=generation))
+    finally:
+        s.stop()
