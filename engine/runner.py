@@ -213,7 +213,17 @@ class _Reader:
         # up to one): a driver underrun's lost output callbacks are never made up, so without this
         # the latency would stay that much higher.
         tolerance = r.drift_tolerance if self.steady < r.drift_window else r.step_tolerance
-        if abs(self.lag_avg - r.split_margin) > tolerance:
+        # Once settled, each time the recent window has refilled (every 16 callbacks: no work in
+        # most callbacks), a step that all of the recent offsets show (they spread by no more
+        # than the callbacks' phase, one callback) counts at once: the slow average would take
+        # seconds to cross the tolerance for a step just over it (2.5 s for 21 ms), all of them
+        # played late. A window that straddles the step spreads wider and waits for the next.
+        stepped = False
+        if self.steady >= r.drift_window and self._recent_i % len(self._recent) == 0:
+            mean = float(self._recent.sum()) / len(self._recent)
+            stepped = abs(mean - r.split_margin) > r.step_tolerance and \
+                self._recent.max() - self._recent.min() <= r.split_margin
+        if stepped or abs(self.lag_avg - r.split_margin) > tolerance:
             # When the recent offsets agree (a step, not jitter), move by their mean at once; the
             # slow average only says that it moved.
             agree = self._recent_i >= len(self._recent) and \
@@ -234,6 +244,10 @@ class _Reader:
         self._recent -= shift
         self.jumped = True
         self.r.resyncs += 1
+        positions = self.r.resync_positions
+        positions.append(int(self.r.in_ring.end))
+        if len(positions) > 64:
+            del positions[0]
 
 
 class _Window:
@@ -274,6 +288,7 @@ class RunnerStats:
     skipped_samples: int           # input the worker dropped to catch up after a long stall
     resyncs: int                   # split streams: re-anchors after clock drift or a latency step
     resync_note: str | None        # the last step that was corrected, as a sentence
+    resync_positions: tuple[int, ...]   # input positions of the resyncs, each a faded dip (the last 64)
     input_latency_ms: float | None   # from the callback time stamps (None: host gave none)
     output_latency_ms: float | None
     queue_ms: float | None           # split streams: measured input-to-output callback offset
@@ -332,6 +347,9 @@ class RealtimeRunner:
         # after a driver underrun is corrected (it was kept while it stayed under drift_tolerance).
         self.step_tolerance = self.callback_frames + round(0.005 * sample_rate)
         self.resync_note: str | None = None
+        # input positions of the resyncs (each a faded dip), the last 64 (a list: appending and copying it
+        # are single steps under the GIL, so stats on another thread never see it half-changed)
+        self.resync_positions: list[int] = []
         self.fade = max(1, round(fade_ms * sample_rate / 1000.0))   # samples of a late-fill fade
         self.ramp = (np.arange(1, self.max_frames + 1, dtype=np.float32) / self.fade).astype(np.float32)
         most = self.prefill if adaptive is None else self.chunk + self.callback_frames + max(self.budget, adaptive.ceiling)
@@ -628,7 +646,7 @@ class RealtimeRunner:
             budget_raises=self.budget_raises, budget_note=self.budget_note,
             underruns=self.underruns, late_samples=self.late_samples, ran_ahead=self.ran_ahead, queue_depth=int(depth),
             input_backlog=int(self.in_ring.end - self._work_pos), skipped_samples=self.skipped,
-            resyncs=self.resyncs, resync_note=self.resync_note,
+            resyncs=self.resyncs, resync_note=self.resync_note, resync_positions=tuple(self.resync_positions),
             input_latency_ms=_ms(in_lat), output_latency_ms=_ms(out_lat),
             queue_ms=None if q is None else 1000.0 * q / self.rate,
             input_level_db=_db(self._in_ms), output_level_db=_db(self._out_ms), fault=self.fault)

@@ -108,6 +108,7 @@ class LiveStats:
     device_xruns: int = 0                       # callbacks the driver flagged (over/underflow)
     xruns: XrunCounts = field(default_factory=XrunCounts)   # the same, by kind, with positions
     latency_steps: tuple[str, ...] = ()         # each output-delay step, a sentence with its cause
+    resync_positions: tuple[int, ...] = ()      # input positions where the output was re-synced (this stream)
     stream_latency_ms: tuple[float, float] | None = None   # (in, out) as the streams report them
     notes: tuple[str, ...] = ()
     waiting_for: str | None = None              # state "waiting": the device audio resumes on
@@ -337,7 +338,7 @@ class LiveSession:
             provider=str(getattr(conv, "provider", "")), provider_note=str(getattr(conv, "provider_note", "")),
             input_level_db=rs.input_level_db, output_level_db=rs.output_level_db,
             blocks_processed=rs.blocks_processed, recording_paths=self._recording, sample_rate=plan.rate,
-            device_xruns=xruns.total, xruns=xruns, latency_steps=steps,
+            device_xruns=xruns.total, xruns=xruns, latency_steps=steps, resync_positions=rs.resync_positions,
             stream_latency_ms=(1000.0 * reported_in, 1000.0 * reported_out),
             notes=plan.notes + ((rs.resync_note,) if rs.resync_note else ()),
             waiting_for=self._waiting_for, reconnects=self._reconnects)

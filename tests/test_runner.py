@@ -509,6 +509,11 @@ def test_split_output_that_falls_behind_is_resynced_to_the_fixed_latency():
     before, after = offs[(offs > 0)][:20], offs[-20:]
     assert len(set(before.tolist())) == 1 and set(after.tolist()) == set(before.tolist())
     assert st.resyncs == 1 and "fell behind the input by 30 ms" in st.resync_note
+    # corrected within a few recent-offset windows (16 callbacks each), not the seconds the slow
+    # average takes: at most 6 impulses (0.5 s) played late
+    late = np.count_nonzero(offs == before[0] + 3 * 480)
+    assert 1 <= late <= 6, late
+    assert len(st.resync_positions) == 1 and 3 * RATE < st.resync_positions[0] < 3 * RATE + RATE // 2
 
 
 def test_output_that_runs_ahead_after_a_driver_xrun_is_not_a_late_block():

@@ -42,7 +42,7 @@ import numpy as np
 from engine.audio.devices import (PORTAUDIO_LOCK, DeviceError, DeviceInfo, Kind, SampleRateError, device_error,
                                   explain_error, find_device, list_devices, refresh)
 from engine.audio.pulse import aimed_at, pulse_target_exists
-from engine.audio.realtime import CALLBACK_PRIORITY, make_realtime
+from engine.audio.realtime import CALLBACK_PRIORITY, make_realtime, make_sound_server_link_realtime
 from engine.audio.xruns import XrunLog
 from engine.runner import RealtimeRunner
 
@@ -204,6 +204,7 @@ class AudioIO:
         self.max_flagged = max_flagged_callbacks
         self.realtime = bool(getattr(backend, "realtime_threads", False))
         self.realtime_threads: dict[str, bool] = {}   # role -> whether its callback thread got SCHED_FIFO
+        self.server_link_threads = 0          # sound-server client threads raised with them (PulseAudio)
         self.fault: str | None = None
         self.lost: DeviceInfo | None = None   # the device whose disappearance caused `fault`
         self.xrun_log = XrunLog(plan.rate)
@@ -256,6 +257,8 @@ class AudioIO:
                 self._seen[role] = (0, self._started)
             for stream in self._streams.values():   # input first, so the output anchors to live input
                 stream.start()
+            if self.realtime:
+                self.server_link_threads = make_sound_server_link_realtime()
         except DeviceError:
             self.stop()
             raise
