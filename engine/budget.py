@@ -13,7 +13,7 @@ counts from the input callback). The first value comes from a warm-up before the
 (`measure_compute`: the converter on a voiced test signal, then `reset()`); while running, every
 late block makes the runner `back_off`: the budget grows by at least `BACK_OFF_FACTOR` (or to the
 safe value for the compute times seen since, if larger), up to `ceiling`, and the runner applies
-it at a faded resync that it reports. Once, after `TIGHTEN_AFTER_S` of blocks on time, the
+it at a faded resync that it reports. Once, after `TIGHTEN_AFTER_S` of blocks with sound on time, the
 runner lowers it to `safe(running compute times)` if that saves a quarter or more (a warm-up of a
 second can catch a slow moment); never after a raise, so it cannot oscillate.
 """

@@ -24,7 +24,7 @@ limit).
 
 Adaptive budget (`adaptive=AdaptiveBudget(...)`, see `engine.budget`): the caller starts the runner
 with a measured budget; when a block comes late the worker raises it (`back_off`); once
-`TIGHTEN_AFTER_S` of blocks have run since the start without a late block, the worker lowers it to
+`TIGHTEN_AFTER_S` of blocks with sound have run since the start without a late block, the worker lowers it to
 what the running compute times call for (`tighten`: only when that saves a quarter or more, and
 never again after a raise). Each reader adopts a new prefill at its next callback with a faded dip
 (fade out, then fade in at the new position: the latency steps by exactly the budget change,
@@ -52,6 +52,7 @@ from engine.ringbuffer import SampleRing
 from engine.settings import LATE_FILL_CHOICES
 
 
+SOUNDING_MEAN_SQUARE = 1e-6     # -60 dBFS: a block above it carried sound (for the budget's lowering)
 INPUT_AGE_PERCENTILE = 5.0      # of the capture time stamps' input ages (see RealtimeRunner._in_lat)
 
 
@@ -370,9 +371,14 @@ class RealtimeRunner:
         self.budget_note: str | None = None
         self._underruns_seen = 0
         self._hold_until = 0           # input position before which late blocks belong to the last raise
-        # blocks processed before the budget may be lowered (once)
+        # blocks with sound processed before the budget may be lowered (once)
         self._tighten_at = max(32, math.ceil(TIGHTEN_AFTER_S * self.rate / self.block_size))
         self._compute = _Window(stats_window)
+        # The lowering looks only at blocks that carried sound: a voice can cost far less on
+        # silence (the built-in voice: a 10.2 ms budget from 3 s of silence, then a late block
+        # when speech came), and a session usually starts before its user speaks.
+        self._compute_sounding = _Window(stats_window)
+        self._sounding_blocks = 0
         # Input age from the capture time stamps: the low end (5th percentile) over ~10 s of
         # callbacks, not the median of the last few. Through the ALSA pulse plugin the stamps creep
         # up by as much as 15 ms between the server's timing updates and then drop back, while the
@@ -517,7 +523,7 @@ class RealtimeRunner:
     def _work(self) -> None:
         batch = max(4 * self.max_frames, 4 * self.chunk) // self.chunk * self.chunk   # whole chunks only
         block = np.zeros(batch, np.float32)
-        acc_t, acc_n, stale = 0.0, 0, 0
+        acc_t, acc_n, stale, sounding = 0.0, 0, 0, False
         try:
             while not self._stop.is_set():
                 self._apply_updates()
@@ -537,6 +543,7 @@ class RealtimeRunner:
                     continue
                 x = block[:n]
                 self.in_ring.read_into(k, x)
+                sounding = sounding or float(np.dot(x, x)) > SOUNDING_MEAN_SQUARE * n
                 t0 = self._clock()
                 y = np.asarray(self.converter.process(x), dtype=np.float32)
                 acc_t += self._clock() - t0
@@ -554,11 +561,15 @@ class RealtimeRunner:
                     blocks = acc_n // self.block_size
                     for _ in range(min(blocks, 4)):
                         self._compute.add(acc_t / blocks)
+                        if sounding:
+                            self._compute_sounding.add(acc_t / blocks)
                     self.blocks_processed += blocks
+                    self._sounding_blocks += blocks if sounding else 0
                     acc_t, acc_n = acc_t * (acc_n % self.block_size) / acc_n, acc_n % self.block_size
+                    sounding = False
                 if self.adaptive is not None and self.underruns != self._underruns_seen:
                     self._late_blocks()
-                elif self.adaptive is not None and self.blocks_processed >= self._tighten_at > 0:
+                elif self.adaptive is not None and self._sounding_blocks >= self._tighten_at > 0:
                     self._tighten()
         except Exception as exc:  # noqa: BLE001 - any failure of the voice ends the session with a reason
             self.fault = f"The voice stopped working: {type(exc).__name__}: {exc}"
@@ -589,13 +600,13 @@ class RealtimeRunner:
         quarter of it or more (the warm-up's few blocks may have caught a slow moment)."""
         self._tighten_at = 0
         assert self.adaptive is not None
-        new = self.adaptive.safe(self._compute.values())
+        new = self.adaptive.safe(self._compute_sounding.values())
         if new > 0.75 * self.budget:
             return
         old = self.budget
         self._set_budget(new)
         self.budget_note = (f"compute budget lowered from {self.adaptive.ms(old):.1f} to {self.adaptive.ms(new):.1f} ms "
-                            f"after {self.blocks_processed} blocks on time (latency -{self.adaptive.ms(old - new):.1f} ms, "
+                            f"after {self._sounding_blocks} blocks of sound on time (latency -{self.adaptive.ms(old - new):.1f} ms, "
                             "one short fade).")
 
     def _set_budget(self, new: int) -> None:

@@ -220,6 +220,8 @@ class StreamingPlayer:
             while not self._stop.is_set():
                 with self._lock:
                     signal = self._pending.pop(0) if self._pending else None
+                    if signal is not None:
+                        self._signal_end = None        # until this one is written
                 data = silence if signal is None else signal.tobytes()
                 for k in range(0, len(data), 4 * self.CHUNK):
                     self.proc.stdin.write(data[k:k + 4 * self.CHUNK])

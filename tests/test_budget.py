@@ -172,16 +172,32 @@ def test_a_generous_start_is_lowered_once_at_a_reported_step():
     conv = TimedConverter(clock, lambda i: 0.001)
     policy = AdaptiveBudget(RATE, block=960)
     before = 300 + 960 + 480 + 960
-    x = impulses(5 * RATE, every=4000)
+    x = impulses(5 * RATE, every=4000) + quiet_tone(5 * RATE)     # sound in every block
     runner, y = _run(conv, x, 960, adaptive=policy, stats_window=32, clock=clock)
     st = runner.stats()
     # (1 ms per block, summed on the simulated clock: within a sample of the exact figure)
     assert abs(runner.budget - policy.safe([0.001] * 32)) <= 1 and st.budget_raises == 0 and st.underruns == 0
-    assert "after 150 blocks on time" in st.budget_note
+    assert "after 150 blocks of sound on time" in st.budget_note
     assert "lowered from 20.0 to" in st.budget_note
     offs = offsets(y, x)
     assert offs[0] == before and offs[-1] == runner.latency() < before
     assert len(np.flatnonzero(np.diff(offs))) == 1
+
+
+def quiet_tone(n: int) -> np.ndarray:
+    """A -50 dBFS sine: sound for the budget's lowering, invisible to `offsets` (threshold 0.25)."""
+    return (0.0045 * np.sin(2 * np.pi * 200 * np.arange(n) / RATE)).astype(np.float32)
+
+
+def test_silence_does_not_lower_the_budget():
+    """A voice can cost far less on silence than on speech, and a session starts before its user
+    speaks: 5 s of silent blocks (cheap on the simulated clock) leave the budget where it was."""
+    clock = SimClock()
+    conv = TimedConverter(clock, lambda i: 0.001)
+    runner, _ = _run(conv, np.zeros(5 * RATE, np.float32), 960, adaptive=AdaptiveBudget(RATE, block=960),
+                     stats_window=32, clock=clock)
+    st = runner.stats()
+    assert st.blocks_processed >= 240 and st.budget_note is None and runner.budget == 960
 
 
 def test_no_lowering_after_a_raise():

@@ -92,9 +92,11 @@ def run_through_engine(pulse, tmp_path, voice, signal, *, input_device="vc_in", 
         session.start(cfg)
         sampler.start()
         start = rec.frames()
-        # let the streams settle (and an adaptive budget make its one lowering, TIGHTEN_AFTER_S)
-        auto = (cfg_extra.get("compute_budget_ms") or settings.compute_budget_ms) == AUTO_BUDGET
-        rec.wait_frames(start + (int((TIGHTEN_AFTER_S + 0.5) * RATE) if auto else RATE // 2))
+        rec.wait_frames(start + RATE // 2)              # let the streams settle
+        if (cfg_extra.get("compute_budget_ms") or settings.compute_budget_ms) == AUTO_BUDGET:
+            # An adaptive budget makes its one lowering after TIGHTEN_AFTER_S of sound: talk first
+            # (as a user does), so that it lands before what is measured (`measure(signal=...)`).
+            player.play(voiced(TIGHTEN_AFTER_S + 1.0, seed=7))
         player.play(signal)
         player.wait_played(len(signal) / RATE + 30)
         rec.wait_frames(rec.frames() + RATE)            # the tail (latency) comes out
@@ -177,7 +179,8 @@ def _in(folder, kwargs):
     return {k: (folder / "rec" if k == "record_dir" else v) for k, v in kwargs.items()}
 
 
-def windowed(out: np.ndarray, expected: np.ndarray, lag: int, seconds: float = 2.0, search_ms: float = 30.0):
+def windowed(out: np.ndarray, expected: np.ndarray, lag: int, seconds: float = 2.0, search_ms: float = 30.0,
+             span: tuple[int, int] | None = None):
     """(start, lag, correlation) per window of `expected`, each lag searched near the overall `lag`.
 
     Windows, because a device-level xrun (an overloaded machine) may shift the driver's buffer and
@@ -188,8 +191,9 @@ def windowed(out: np.ndarray, expected: np.ndarray, lag: int, seconds: float = 2
     the right conversion.
     """
     w, s = int(seconds * RATE), int(search_ms * RATE / 1000)
+    lo, hi = span if span is not None else (RATE, len(expected) - RATE)
     found = []
-    for start in range(RATE, len(expected) - w - RATE, w):
+    for start in range(max(lo, RATE), min(hi, len(expected) - RATE) - w, w):
         ref = expected[start:start + w]
         if np.std(ref) < 1e-3:
             continue
@@ -226,9 +230,10 @@ def split_at_step(out, expected, start, w, local, s, r):
     return after, best
 
 
-def measure(meter: np.ndarray, rec_in: np.ndarray, voice, settings: Settings = OPEN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def measure(meter: np.ndarray, rec_in: np.ndarray, voice, settings: Settings = OPEN,
+            signal: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per window: its start as an engine input position, the end-to-end latency (ms) and the
-    correlation with the offline conversion.
+    correlation with the offline conversion; with `signal`, only windows inside it (not a lead-in).
 
     The engine's recording of its own input starts at its stream start; find that instant on the
     meter clock. Converting that input offline from the same start gives what the engine should
@@ -249,7 +254,11 @@ def measure(meter: np.ndarray, rec_in: np.ndarray, voice, settings: Settings = O
     expected = np.zeros_like(out)
     expected[a:a + n] = converted[b:b + n]
     lag = lag_of(out, expected, RATE)
-    found = windowed(out, expected, lag)
+    span = None
+    if signal is not None:             # where the engine captured it (bit-exact), on the meter clock
+        at = lag_of(rec_in, signal, len(rec_in) - len(signal)) - b + a
+        span = (at, at + len(signal))
+    found = windowed(out, expected, lag, span=span)
     return (np.array([f[0] - a + b for f in found]), np.array([f[1] for f in found]) * 1000.0 / RATE,
             np.array([f[2] for f in found]))
 
@@ -265,7 +274,7 @@ def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, secon
         meter, st, session, history = run_through_engine(pulse, folder, voice, x, settings=settings,
                                                          record_dir=folder / "rec")
         rec_in, _ = sf.read(st.recording_paths[0], dtype="float32")
-        starts, lags_ms, rs = measure(meter, rec_in, voice, settings)
+        starts, lags_ms, rs = measure(meter, rec_in, voice, settings, signal=x)
         reported = clean_windows(starts, lags_ms, st.xruns.positions, history, resync_positions=st.resync_positions)
         clean = np.array([r is not None for r in reported])
         print(f"\n{getattr(voice, '__name__', voice)}: measured {np.median(lags_ms):.1f} ms "
