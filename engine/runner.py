@@ -376,9 +376,16 @@ class RealtimeRunner:
         self._compute = _Window(stats_window)
         # The lowering looks only at blocks that carried sound: a voice can cost far less on
         # silence (the built-in voice: a 10.2 ms budget from 3 s of silence, then a late block
-        # when speech came), and a session usually starts before its user speaks.
-        self._compute_sounding = _Window(stats_window)
+        # when speech came), and a session usually starts before its user speaks. And it looks at
+        # how long after its input arrived each output was ready, not at the converter's time
+        # alone: the worker's wake-up, a second chunk batched behind the first, a moment without
+        # the CPU all count against the budget (from compute times alone it set 10.6-12.9 ms for
+        # the built-in voice at 20 ms blocks, and half of the 20 s runs then had a late block).
+        self._ready_sounding = _Window(stats_window)
         self._sounding_blocks = 0
+        self._arrival_pos = np.zeros(64, np.int64)    # input end after each of the last 64 pushes
+        self._arrival_t = np.zeros(64, np.float64)    # ... and when (on `clock`)
+        self._arrivals = 0
         # Input age from the capture time stamps: the low end (5th percentile) over ~10 s of
         # callbacks, not the median of the last few. Through the ALSA pulse plugin the stamps creep
         # up by as much as 15 ms between the server's timing updates and then drop back, while the
@@ -463,6 +470,10 @@ class RealtimeRunner:
             self._sanitize_input(pos, n)
             ms = 0.0
         self._in_ms = max(ms, self._in_ms * 0.9)
+        slot = self._arrivals % len(self._arrival_pos)
+        self._arrival_pos[slot] = self.in_ring.end
+        self._arrival_t[slot] = self._clock()
+        self._arrivals += 1
         self._last_in_pos = pos
         self._last_in_time = time.perf_counter() if now is None else now
         if input_latency is not None and 0.0 <= input_latency < 2.0:
@@ -561,8 +572,9 @@ class RealtimeRunner:
                     blocks = acc_n // self.block_size
                     for _ in range(min(blocks, 4)):
                         self._compute.add(acc_t / blocks)
-                        if sounding:
-                            self._compute_sounding.add(acc_t / blocks)
+                    ready = self._ready_delay(k + n)
+                    if sounding and ready is not None:
+                        self._ready_sounding.add(ready)
                     self.blocks_processed += blocks
                     self._sounding_blocks += blocks if sounding else 0
                     acc_t, acc_n = acc_t * (acc_n % self.block_size) / acc_n, acc_n % self.block_size
@@ -595,12 +607,25 @@ class RealtimeRunner:
                             f"{self.adaptive.ms(new):.1f} ms (latency +{self.adaptive.ms(new - old):.1f} ms, "
                             "one short fade).")
 
+    def _ready_delay(self, end: int) -> float | None:
+        """Worker: seconds from the push that completed input position `end` until now (None when
+        that push is no longer among the last 64)."""
+        pos, times = self._arrival_pos.copy(), self._arrival_t.copy()   # (the callback writes on)
+        done = pos >= end
+        if not done.any():
+            return None
+        first = int(np.argmin(np.where(done, pos, np.iinfo(np.int64).max)))
+        if self._arrivals > len(pos) and pos[first] == pos.min():
+            return None                # the oldest kept push may not be the one that completed it
+        return max(0.0, self._clock() - float(times[first]))
+
     def _tighten(self) -> None:
-        """Worker, once: lower the budget to what the running compute times need, if that saves a
-        quarter of it or more (the warm-up's few blocks may have caught a slow moment)."""
+        """Worker, once: lower the budget to what the running blocks' ready delays need (after
+        their input, with sound), if that saves a quarter of it or more (the warm-up's few blocks
+        may have caught a slow moment)."""
         self._tighten_at = 0
         assert self.adaptive is not None
-        new = self.adaptive.safe(self._compute_sounding.values())
+        new = self.adaptive.safe(self._ready_sounding.values())
         if new > 0.75 * self.budget:
             return
         old = self.budget
