@@ -206,8 +206,8 @@ def make_data(work: Path, minutes: float, seed: int = 0, workers: int = 2, mbrol
     rirs = tools.ensure_room_responses(downloads)
     out = work / "data"
     out.mkdir(parents=True, exist_ok=True)
-    check_plan(out, {"seed": seed, "heldout": HELDOUT_VOICES, "seen": SEEN_TEST_VOICES, "test_per_voice": TEST_PER_VOICE,
-                     "cycle": TRAIN_CYCLE, "world_fraction": WORLD_FRACTION})
+    check_plan(out, {"seed": seed, "heldout": HELDOUT_VOICES, "seen": SEEN_TEST_VOICES,
+                     "test_per_voice": TEST_PER_VOICE, "cycle": TRAIN_CYCLE, "world_fraction": WORLD_FRACTION})
     write_sources(out, voices_dir, rirs)
     corpus = build_corpus(seed)
     english, accent = kokoro_voice_pools(voices_dir)

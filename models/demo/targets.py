@@ -78,6 +78,7 @@ def make_targets(work: Path, minutes_per_voice: float = 15.0, voices: tuple[str,
     goal = minutes_per_voice * 60
     kokoro: Kokoro | None = None  # loaded on the first utterance that has to be made
     cpu0, made, last_log = time.process_time(), 0, time.monotonic()
+
     def report() -> None:
         log(", ".join(f"{v} {s / 60:.2f} min" for v, s in totals.items()) + f" (goal {minutes_per_voice:g} min each), "
             f"{made} made this run, CPU {(time.process_time() - cpu0) / 60:.1f} min")
