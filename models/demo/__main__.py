@@ -1,4 +1,4 @@
-"""`python -m models.demo {data,ppg,ppg-eval} WORK [...]`: the demo voice's stages (see __init__)."""
+"""`python -m models.demo {data,ppg,ppg-eval,targets} WORK [...]`: the demo voice's stages (see __init__)."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     ev = sub.add_parser("ppg-eval", help="score WORK/ppg/ppg.pt on the held-out test sets")
     ev.add_argument("work", type=Path)
     ev.add_argument("--checkpoint", type=Path, default=None, help="default WORK/ppg/ppg.pt")
+    tg = sub.add_parser("targets", help="synthesise the target voices' speech into WORK/targets (resumable)")
+    tg.add_argument("work", type=Path)
+    tg.add_argument("--minutes-per-voice", type=float, default=15.0, help="audio per voice to reach (default 15)")
+    tg.add_argument("--voices", nargs="+", default=None, help="Kokoro voices (default: the four targets)")
+    tg.add_argument("--seed", type=int, default=0)
+    tg.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
     args = parser.parse_args(argv)
 
     from models.checkpoints import CheckpointError
@@ -38,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.stage == "ppg":
             from models.demo.ppg_train import train
             train(args.work, minutes=args.minutes, max_steps=args.steps, seed=args.seed, threads=args.threads)
+        elif args.stage == "targets":
+            from models.demo.targets import TARGET_VOICES, make_targets
+            totals = make_targets(args.work, args.minutes_per_voice, tuple(args.voices or TARGET_VOICES), args.seed,
+                                  args.threads)
+            print("done: " + ", ".join(f"{v} {s / 60:.1f} min" for v, s in totals.items()))
         else:
             from models.demo.ppg_eval import evaluate
             evaluate(args.work, args.checkpoint)

@@ -33,7 +33,7 @@ from models.demo import engines, tools
 from models.demo.kokoro import ENGLISH_PREFIXES, Kokoro, text_to_tokens
 from models.demo.phones import UnknownPhone
 from models.demo.text import build_corpus
-from models.demo.utterance import Utterance, merge_runs, read_meta, write_utterance
+from models.demo.utterance import Utterance, merge_runs, read_meta, write_skip, write_utterance
 from models.demo.world import world_voice
 
 HELDOUT_VOICES = ("af_nova", "am_onyx", "bf_lily", "bm_lewis")
@@ -155,8 +155,7 @@ def _run_job(args: tuple[Job, Path]) -> tuple[str, float, str, float]:
     try:
         utts = synthesize_job(job)
     except (UnknownPhone, ValueError) as e:  # text the engines cannot label: counted, reported, skipped
-        (out / job.split).mkdir(parents=True, exist_ok=True)
-        (out / job.split / f"{job.id}.skip").write_text(str(e))
+        write_skip(out / job.split, job.id, str(e))
         return job.id, 0.0, str(e), time.process_time() - cpu
     for utt in utts:
         write_utterance(out / job.split, utt)
@@ -180,12 +179,10 @@ def _done_seconds(out: Path, job: Job) -> float | None:
     return seconds
 
 
-def check_plan(out: Path, seed: int) -> None:
-    """WORK/data/plan.json records what decides the plan; a different plan in the same WORK would
+def check_plan(out: Path, plan: dict) -> None:
+    """`out/plan.json` records what decides a command's plan; a different plan in the same folder would
     mix utterances of two plans under one id, so it is refused."""
-    plan = {"seed": seed, "heldout": HELDOUT_VOICES, "seen": SEEN_TEST_VOICES, "test_per_voice": TEST_PER_VOICE,
-            "cycle": TRAIN_CYCLE, "world_fraction": WORLD_FRACTION, "python": platform.python_version()}
-    plan = json.loads(json.dumps(plan))
+    plan = json.loads(json.dumps({**plan, "python": platform.python_version()}))
     path = out / "plan.json"
     if path.exists() and json.loads(path.read_text()) != plan:
         raise DataError(f"{out} was made with another plan ({path}); use a new WORK folder or the same --seed")
@@ -203,14 +200,14 @@ def make_data(work: Path, minutes: float, seed: int = 0, workers: int = 2, mbrol
     if minutes <= 0:
         raise DataError(f"--minutes must be positive, got {minutes}")
     t0 = time.process_time()
-    tools.ensure_python_packages()
-    tools.ensure_debian_packages(mbrola)
     downloads = work / "downloads"
-    voices_dir = tools.ensure_kokoro_voices(downloads)
+    voices_dir = tools.ensure_kokoro(downloads)
+    tools.ensure_debian_packages(mbrola)
     rirs = tools.ensure_room_responses(downloads)
     out = work / "data"
     out.mkdir(parents=True, exist_ok=True)
-    check_plan(out, seed)
+    check_plan(out, {"seed": seed, "heldout": HELDOUT_VOICES, "seen": SEEN_TEST_VOICES,
+                     "test_per_voice": TEST_PER_VOICE, "cycle": TRAIN_CYCLE, "world_fraction": WORLD_FRACTION})
     write_sources(out, voices_dir, rirs)
     corpus = build_corpus(seed)
     english, accent = kokoro_voice_pools(voices_dir)

