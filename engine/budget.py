@@ -14,8 +14,10 @@ counts from the input callback). The first value comes from a warm-up before the
 late block makes the runner `back_off`: the budget grows by at least `BACK_OFF_FACTOR` (or to the
 safe value for the compute times seen since, if larger), up to `ceiling`, and the runner applies
 it at a faded resync that it reports. Once, after `TIGHTEN_AFTER_S` of blocks with sound on time, the
-runner lowers it to `safe(running compute times)` if that saves a quarter or more (a warm-up of a
-second can catch a slow moment); never after a raise, so it cannot oscillate.
+runner lowers it to `safe(ready delays)` -- for each of those blocks, the time from the push that
+completed its input to its output being written, which adds the worker's wake-up and any wait to
+the compute time -- if that saves a quarter or more (a warm-up of a second can catch a slow
+moment); never after a raise, so it cannot oscillate.
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ limit).
 Adaptive budget (`adaptive=AdaptiveBudget(...)`, see `engine.budget`): the caller starts the runner
 with a measured budget; when a block comes late the worker raises it (`back_off`); once
 `TIGHTEN_AFTER_S` of blocks with sound have run since the start without a late block, the worker lowers it to
-what the running compute times call for (`tighten`: only when that saves a quarter or more, and
+what the running blocks' ready delays call for (`tighten`: only when that saves a quarter or more, and
 never again after a raise). Each reader adopts a new prefill at its next callback with a faded dip
 (fade out, then fade in at the new position: the latency steps by exactly the budget change,
 reported in `RunnerStats`). Nothing else moves the read position but the split streams'
