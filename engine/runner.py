@@ -572,7 +572,7 @@ class RealtimeRunner:
                     blocks = acc_n // self.block_size
                     for _ in range(min(blocks, 4)):
                         self._compute.add(acc_t / blocks)
-                    ready = self._ready_delay(k + n)
+                    ready = self._ready_delay(k + self.chunk)   # the batch's first chunk waited longest
                     if sounding and ready is not None:
                         self._ready_sounding.add(ready)
                     self.blocks_processed += blocks
