@@ -204,7 +204,6 @@ class AudioIO:
         self.max_flagged = max_flagged_callbacks
         self.realtime = bool(getattr(backend, "realtime_threads", False))
         self.realtime_threads: dict[str, bool] = {}   # role -> whether its callback thread got SCHED_FIFO
-        self.server_link_threads = 0          # sound-server client threads raised with them (PulseAudio)
         self.fault: str | None = None
         self.lost: DeviceInfo | None = None   # the device whose disappearance caused `fault`
         self.xrun_log = XrunLog(plan.rate)
@@ -258,7 +257,7 @@ class AudioIO:
             for stream in self._streams.values():   # input first, so the output anchors to live input
                 stream.start()
             if self.realtime:
-                self.server_link_threads = make_sound_server_link_realtime()
+                make_sound_server_link_realtime()     # PulseAudio's client threads, beside the callbacks
         except DeviceError:
             self.stop()
             raise
