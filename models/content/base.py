@@ -1,8 +1,13 @@
 """The interface every content encoder implements (spec §2).
 
-A content encoder turns 16 kHz mono audio into a sequence of content frames at 50 Hz: frame `j`
-covers the 16 kHz samples `[hop*j, hop*j + window)` = `[320 j, 320 j + 400)`, so an input of `N`
-samples gives `T_c = (N - window) // hop + 1` frames (0 when `N < window`).
+A content encoder turns mono audio at its `sample_rate` into a sequence of content frames: frame `j`
+covers the input samples `[hop*j, hop*j + window)` (ContentVec: 16 kHz, `[320 j, 320 j + 400)`,
+50 Hz), so an input of `N` samples gives `T_c = (N - window) // hop + 1` frames (0 when `N < window`).
+
+On a stream, frame `j` covers the stream's samples `[hop*j + offset, hop*j + offset + window)`.
+`offset` is 0 for ContentVec; a low-latency encoder on the mel grid (the PPG's "mel" framing) has a
+negative offset so that its window *ends* where the mel frame's loudness window ends: its first
+frames reach before the stream starts, where the input is zeros (`stream_input` pads them).
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ class ContentEncoder(nn.Module, abc.ABC):
     sample_rate: int = 16000
     hop: int = 320
     window: int = 400
+    offset: int = 0
 
     @property
     @abc.abstractmethod
@@ -36,6 +42,11 @@ class ContentEncoder(nn.Module, abc.ABC):
         if n_samples < self.window:
             return 0
         return (n_samples - self.window) // self.hop + 1
+
+    def stream_input(self, audio: torch.Tensor) -> torch.Tensor:
+        """A stream's audio [B, N] -> the encoder's input [B, N - offset]: `-offset` zeros in front, so
+        output frame j is the stream's frame j (see the module docstring)."""
+        return torch.nn.functional.pad(audio, (-self.offset, 0)) if self.offset else audio
 
     def check_audio(self, audio: torch.Tensor) -> None:
         """Raise a clear error for input that is not `[B, N]` float with at least one window.

@@ -3,8 +3,8 @@
 It is trained (elsewhere) to output phone posteriors; a streaming engine can run it on short windows
 because every output frame depends on a bounded stretch of audio:
 
-    audio [B, N] -> log-mel front end: Hann-windowed 512-point DFT as a strided conv, same framing
-                    as ContentVec (frame j = samples [320 j, 320 j + 400)), power, mel, log
+    audio [B, N] -> log-mel front end: Hann-windowed 512-point DFT as a strided conv (frame j =
+                    samples [hop j, hop j + window)), power, mel, log
                  -> 1x1 conv to `channels`
                  -> residual blocks: x + GELU(BatchNorm(Conv1d(x, kernel k, dilation d, zero 'same' pad)))
                  -> 1x1 conv to `width` (log_softmax when `posteriors`)   -> units [B, T_c, width]
@@ -14,6 +14,12 @@ adds (k - 1) / 2 * d frames of context on both sides. A window of audio starting
 320 (j0 - L) and long enough for frame j1 + R therefore gives frames j0..j1 exactly as on the whole
 file (frames nearer the window edges see the zero padding and are discarded by the caller).
 BatchNorm must be in eval mode for this (batch statistics are not position-local).
+
+Framing (`PPGConfig.framing`): "contentvec" reads 16 kHz audio in ContentVec's frames (320-sample hop,
+400-sample window, 50 Hz), so it can stand in for ContentVec; "mel" reads the 24 kHz model audio on the
+mel grid (128-sample hop, 512-sample window ending where mel frame j's loudness window ends, 24 kHz
+sample 128 j + 64; `offset` -448), so content frame j *is* mel frame j and needs no audio after it:
+no resampler delay and no 20 ms content hop to wait for (the low-latency voices).
 
 `right_context` (content frames; None = symmetric 'same' padding) bounds the lookahead: blocks pad
 on the left only once the budget is spent, earlier blocks keep (up to) their symmetric right half.
@@ -37,6 +43,11 @@ from models.content.base import ContentEncoder
 from models.streaming import CachedConv1d, DelayLine, Stream, StreamContext, collect_states, pad_conv1d
 
 N_FFT = 512  # the 400-sample window is zero-padded to 512 points
+#: framing name -> (sample_rate, hop, window, offset); see the module docstring
+FRAMINGS: dict[str, tuple[int, int, int, int]] = {
+    "contentvec": (16000, 320, 400, 0),
+    "mel": (24000, 128, 512, 64 - 512),
+}
 
 
 @dataclass(frozen=True)
@@ -52,8 +63,13 @@ class PPGConfig:
     fmax: float = 8000.0
     posteriors: bool = True  # log_softmax over the width (log phone posteriors); False = bottleneck
     right_context: int | None = None  # content frames of lookahead; None = symmetric padding
+    framing: str = "contentvec"  # key of FRAMINGS
 
     def __post_init__(self) -> None:
+        if self.framing not in FRAMINGS:
+            raise ValueError(f"framing must be one of {sorted(FRAMINGS)}, got {self.framing!r}")
+        if self.fmax > FRAMINGS[self.framing][0] / 2:
+            raise ValueError(f"fmax {self.fmax} is above the Nyquist frequency of the {self.framing!r} framing")
         if len(self.kernels) != len(self.dilations):
             raise ValueError(f"kernels {self.kernels} and dilations {self.dilations} differ in length")
         if any(k % 2 == 0 or k < 1 for k in self.kernels):
@@ -129,6 +145,7 @@ class PPGEncoder(ContentEncoder):
         super().__init__()
         self.config = config
         self.width = config.width
+        self.sample_rate, self.hop, self.window, self.offset = FRAMINGS[config.framing]
         self.front = LogMelFrontEnd(self.window, self.hop, self.sample_rate, config.n_mels, config.fmin, config.fmax)
         self.input_proj = nn.Conv1d(config.n_mels, config.channels, 1)
         budget = config.right_context
@@ -164,6 +181,8 @@ class PPGEncoder(ContentEncoder):
         config["kernels"], config["dilations"] = list(self.config.kernels), list(self.config.dilations)
         if config["right_context"] is None:
             del config["right_context"]  # checkpoints of symmetric encoders stay as before
+        if config["framing"] == "contentvec":
+            del config["framing"]        # and so do those in ContentVec's framing
         return {"kind": self.kind, "config": config,
                 "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
 
@@ -201,11 +220,11 @@ def load_ppg(path: str | os.PathLike) -> PPGEncoder:
 class StatefulPPG(nn.Module):
     """`PPGEncoder` on chunks of new audio with cached state (exported as content_stateful.onnx).
 
-    forward(audio [1, 320·n] 16 kHz, position [1] int64, *states) -> (units [1, n, width], position + n,
+    forward(audio [1, hop·n], position [1] int64, *states) -> (units [1, n, width], position + n,
     *new states): the units of content frames position − delay …, where frame j covers the samples
-    [320 j, 320 j + 400) of the whole stream (as `PPGEncoder` on the whole audio). The front end is
-    a strided convolution whose 400-sample window overhangs the 320-sample hop, so it emits each
-    frame one hop late; the blocks add their right padding."""
+    [hop j, hop j + window) of the encoder's input (as `PPGEncoder` on the whole input). The front
+    end is a strided convolution whose window overhangs the hop, so it emits each frame
+    ceil((window − hop) / hop) hops late; the blocks add their right padding."""
 
     def __init__(self, encoder: PPGEncoder) -> None:
         super().__init__()
