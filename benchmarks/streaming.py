@@ -20,6 +20,11 @@ the last column is windowed time / stateful time. `--full-size` adds the officia
 Without `--pack` it exports a "small" random voice (PPG content encoder, WaveNet 10×128,
 NSF-HiFiGAN 128 channels) into a temporary folder: the size that is meant to run live on 2 CPU
 cores. Random weights make the SNR a strict test (the output is noise-like, nothing hides errors).
+`--layout low-latency` (default) gives it the front ends and right contexts of the project's own
+voices (YIN F0, mel-grid PPG, decoder 1 frame, causal vocoder and PPG: tests/fixtures/packs.py
+LOW_LATENCY); `--layout official` the official symmetric networks with DIO F0 and ContentVec framing.
+The stateful table's last column is the algorithmic latency at that block with the adaptive budget
+the live runner would set from these compute times (engine/budget.py): block + converter + budget.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ import numpy as np
 
 from benchmarks._table import print_table
 from engine import f0_track
+from engine.budget import AdaptiveBudget
 from engine.converter import Converter, convert_whole
 from engine.neural_core import NeuralCore
 from engine.settings import Settings
@@ -111,7 +117,8 @@ def measure_core(factory, settings: Settings, block_ms: float, audio: np.ndarray
     whole = convert_whole(conv, audio)
     skip = int(skip_s * DEVICE_RATE)
     steady = np.array(times[5:])
-    return {"latency_ms": 1000 * lat / DEVICE_RATE, "p50": float(np.median(steady)) / (block / DEVICE_RATE),
+    budget = AdaptiveBudget(DEVICE_RATE, block).safe(steady)
+    return {"latency_ms": 1000 * lat / DEVICE_RATE, "budget_ms": 1000 * budget / DEVICE_RATE, "p50": float(np.median(steady)) / (block / DEVICE_RATE),
             "p99": float(np.percentile(steady, 99)) / (block / DEVICE_RATE), "seconds_p50": float(np.median(steady)),
             "snr": snr_db(whole[skip:], streamed[skip:])}
 
@@ -133,7 +140,9 @@ def stateful_rows(manifest, prefer, threads: int, audio: np.ndarray, blocks=(10,
                      "stateful p50/p99 /block": f"{st['p50']:.2f} / {st['p99']:.2f}",
                      "windowed / stateful": f"{w['seconds_p50'] / st['seconds_p50']:.1f}x",
                      "SNR vs whole dB (w / s)": f"{w['snr']:.0f} / {st['snr']:.0f}",
-                     "latency ms (w / s)": f"{w['latency_ms']:.1f} / {st['latency_ms']:.1f}"})
+                     "latency ms (w / s)": f"{w['latency_ms']:.1f} / {st['latency_ms']:.1f}",
+                     "stateful: block + latency + budget ms": f"{block_ms:g} + {st['latency_ms']:.1f} + "
+                     f"{st['budget_ms']:.1f} = {block_ms + st['latency_ms'] + st['budget_ms']:.1f}"})
     return rows
 
 
@@ -207,15 +216,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per ONNX session")
     parser.add_argument("--provider", default="cpu", choices=("cpu", "cuda", "tensorrt"))
     parser.add_argument("--quick", action="store_true", help="fewer configurations")
+    parser.add_argument("--layout", choices=("low-latency", "official"), default="low-latency",
+                        help="the random voice's front ends and right contexts (without --pack)")
     parser.add_argument("--full-size", action="store_true",
                         help="also time the official-size decoder+vocoder per 40 ms block, windowed vs stateful")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         pack = args.pack
         if pack is None:
-            from tests.fixtures.packs import export_tiny_pack
+            from tests.fixtures.packs import LOW_LATENCY, export_tiny_pack
 
-            pack = export_tiny_pack(Path(tmp), size="small", name="small random voice", stateful=True)
+            layout = LOW_LATENCY if args.layout == "low-latency" else {}
+            pack = export_tiny_pack(Path(tmp), size="small", name=f"small random voice, {args.layout} layout",
+                                    stateful=True, **layout)
         manifest = load_manifest(pack)
         prefer = {"cpu": ("cpu",), "cuda": ("cuda", "cpu"), "tensorrt": ("tensorrt", "cuda", "cpu")}[args.provider]
         sessions = open_sessions(manifest, prefer, threads=args.threads)
@@ -233,7 +246,8 @@ def main() -> None:
                              "compute p50 /block": f"{r['p50']:.2f}", "compute p99 /block": f"{r['p99']:.2f}",
                              "SNR vs whole dB": f"{r['snr']:.1f}" + (" (exact)" if r["exact"] else ""),
                              "RVC-style / ours": f"{baseline / r['seconds_p50']:.1f}x"})
-        title = (f"streaming engine, voice '{manifest.name}' ({manifest.content['kind']} content), "
+        title = (f"streaming engine, voice '{manifest.name}' ({manifest.content['kind']} content, "
+                 f"{manifest.f0['method']} F0), "
                  f"device rate {DEVICE_RATE} Hz, crossfade 20 ms, provider {sessions['decoder'].provider}, "
                  f"{args.threads} thread(s)/session, {args.seconds:g} s of sung audio")
         print_table(title, rows)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine import f0_track
+from engine import f0_track, yin_pitch
 from engine.history import History
 from engine.model_audio import CONTENT_RATE, HOP, MODEL_RATE
 from engine.noise import PositionLockedNoise
@@ -64,6 +64,12 @@ class NeuralCore:
         self.content_hop = int(content["hop"])
         self.content_window = int(content["window"])
         self.content_width = int(content["width"])
+        self.content_offset = int(content.get("offset", 0))
+        self.content_rate = int(content["sample_rate"])
+        if self.content_rate not in (CONTENT_RATE, MODEL_RATE):
+            raise ValueError(f"voice pack's content encoder reads {self.content_rate} Hz audio; this engine feeds "
+                             f"{CONTENT_RATE} or {MODEL_RATE} Hz")
+        self.f0_method = manifest.f0["method"]        # one of voicepack.F0_METHODS (validated on load)
         self.content_rf = manifest.networks["content"].receptive_field
         self.decoder_rf = manifest.networks["decoder"].receptive_field or (0, 0)
         self.vocoder_rf = manifest.networks["vocoder"].receptive_field or (0, 0)
@@ -102,14 +108,33 @@ class NeuralCore:
 
     @property
     def feature_lookahead_frames(self) -> int | None:
-        """Frames of audio after a frame that its F0, loudness and content units need to be final
-        (equal to the whole-file values); None if they never are."""
-        if self.content_rf is None or "pitch" in self.sessions:
+        """Whole frames of audio after a frame that its F0, loudness and content units need to be
+        final (equal to the whole-file values); None if they never are. Frame k is final once the
+        input reaches 128 (k + 1 + this) (the windowed core takes input in whole frames)."""
+        need = self.feature_lookahead_samples
+        return None if need is None else max(0, -(-need // HOP) - 1)
+
+    @property
+    def feature_lookahead_samples(self) -> int | None:
+        """24 kHz samples after frame k's position (128 k) that its F0, loudness and content units
+        need to be final; None if they never are."""
+        if self.content_rf is None or self.f0_method == "fcpe":
             return None  # attention (ContentVec) or FCPE's global normalisation: never exact
-        # Content frame j needs 16 kHz samples up to 320 (j + right) + 400, which lag by the resampler.
-        content_right = int(np.ceil((self.content_rf[1] * self.content_hop + self.content_window + self._d16)
-                                    * MODEL_RATE / CONTENT_RATE / HOP)) + 1
-        return max(f0_track.RIGHT_MARGIN, content_right, 1)
+        f0 = yin_pitch.lookahead_samples() if self.f0_method == "yin" else HOP * (f0_track.RIGHT_MARGIN + 1)
+        volume = HOP // 2                                    # frame k's RMS window ends at 128 k + 64
+        return max(f0, volume, self._content_lookahead_samples())
+
+    def _content_lookahead_samples(self) -> int:
+        right = self.content_rf[1]
+        if self.content_rate == MODEL_RATE:
+            # Content frame j = mel frame j (the mel-grid framing: hop 128), final once the stream reaches
+            # 128 (j + right) + offset + window.
+            return HOP * right + self.content_offset + self.content_window
+        # 16 kHz: mel frame k takes content frame floor(k · 4/15), which needs 16 kHz samples up to
+        # 320 (j + right) + 400, lagging by the resampler; bounded over k by whole frames.
+        frames = int(np.ceil((right * self.content_hop + self.content_window + self._d16)
+                             * MODEL_RATE / CONTENT_RATE / HOP)) + 1
+        return HOP * (frames + 1)
 
     def set_pitch(self, semitones: float) -> None:
         self._pitch_factor = 2.0 ** (float(semitones) / 12.0)
@@ -126,15 +151,20 @@ class NeuralCore:
         keep = _KEEP_SECONDS * MODEL_RATE
         frames_keep = keep // HOP
         self._audio = History(keep)
+        # 16 kHz audio only for a 16 kHz content encoder or FCPE (its resampler costs time and delay)
         self._audio16 = History(_KEEP_SECONDS * CONTENT_RATE)
-        self._resample16 = StreamResampler(MODEL_RATE, CONTENT_RATE)
-        self._d16 = int(round(self._resample16.delay))
+        self._resample16 = (StreamResampler(MODEL_RATE, CONTENT_RATE)
+                            if self.content_rate == CONTENT_RATE or self.f0_method == "fcpe" else None)
+        self._d16 = int(round(self._resample16.delay)) if self._resample16 else 0
+        # the stream the content encoder reads, and how far it lags the input (samples at its rate)
+        self._content_audio, self._content_delay = ((self._audio, 0) if self.content_rate == MODEL_RATE
+                                                    else (self._audio16, self._d16))
         self._f0 = History(frames_keep)            # held (voiced-filled) F0, Hz, unshifted
         self._f0_final = 0                         # frames < this are final
         self._last_voiced = 0.0                    # held value at the final boundary
         self._volume = History(frames_keep)
         self._volume_final = 0
-        self._units = History(keep // self.content_hop // 2 + 8, self.content_width)
+        self._units = History(keep * self.content_rate // MODEL_RATE // self.content_hop + 8, self.content_width)
         self._units_final = 0
         self._phase_done = np.zeros(self.n_harmonics)   # harmonic phase (cycles) at the start of frame `done`
         self._out = History(keep)
@@ -150,7 +180,8 @@ class NeuralCore:
         if len(x24) > self._audio.keep // 2:
             self._reserve(2 * len(x24))
         self._audio.append(x24)
-        self._audio16.append(self._resample16.process(x24))
+        if self._resample16 is not None:
+            self._audio16.append(self._resample16.process(x24))
         self._advance()
         start = self._emitted - self.latency_24k
         self._emitted += len(x24)
@@ -170,7 +201,7 @@ class NeuralCore:
         self._audio16.reserve(samples * CONTENT_RATE // MODEL_RATE)
         for history in (self._f0, self._volume):
             history.reserve(frames)
-        self._units.reserve(samples * CONTENT_RATE // MODEL_RATE // self.content_hop + 8)
+        self._units.reserve(samples * self.content_rate // MODEL_RATE // self.content_hop + 8)
 
     # ------------------------------------------------------------------ features
     def _update_f0(self, stop: int) -> None:
@@ -179,15 +210,22 @@ class NeuralCore:
         if stop <= start:
             return
         available = self._audio.end
-        if "pitch" in self.sessions:
+        if self.f0_method == "yin":
+            # frame-local: frames whose window is complete are final, the rest are held (provisional)
+            final_stop = max(start, min(stop, (available - yin_pitch.WINDOW_END) // HOP + 1))
+            raw = np.zeros(stop - start, dtype=np.float32)
+            if final_stop > start:
+                first = start * HOP + yin_pitch.WINDOW_END - yin_pitch.SPAN
+                window = self._audio.read(first, first + yin_pitch.SPAN + HOP * (final_stop - start - 1))
+                raw[: final_stop - start] = yin_pitch.yin_frames(window, start, final_stop - start)
+        elif self.f0_method == "fcpe":
             raw = self._fcpe_frames(start, stop)
-            right_margin = f0_track.FCPE_RIGHT_MARGIN
+            final_stop = min(stop, available // HOP - f0_track.FCPE_RIGHT_MARGIN)
         else:
             lo = start - f0_track.LEFT_MARGIN
             window = self._audio.read(lo * HOP, available)
             raw = f0_track.dio_frames(window, stop - lo)[f0_track.LEFT_MARGIN:]
-            right_margin = f0_track.RIGHT_MARGIN
-        final_stop = min(stop, available // HOP - right_margin)
+            final_stop = min(stop, available // HOP - f0_track.RIGHT_MARGIN)
         n_final = max(0, final_stop - start)
         held, last = f0_track.hold_unvoiced(raw[:n_final], self._last_voiced)
         provisional, _ = f0_track.hold_unvoiced(raw[n_final:], last)
@@ -221,11 +259,13 @@ class NeuralCore:
         got = self._audio.read(lo, min(lo + len(window), available))
         window[: len(got)] = got
         self._volume.write(start, f0_track.rms_frames(window, stop - start))
-        self._volume_final = max(start, min(stop, (available - HOP // 2) // HOP))
+        # frame k's window [128 k − 64, 128 k + 64) is complete once the input reaches 128 k + 64
+        self._volume_final = max(start, min(stop, (available - HOP // 2) // HOP + 1))
 
     def _content_frames_available(self) -> int:
-        usable = self._audio16.end - self._d16
-        return max(0, (usable - self.content_window) // self.content_hop + 1)
+        """Content frames whose window [hop j + offset, hop j + offset + window) the input covers."""
+        usable = self._content_audio.end - self._content_delay - self.content_offset - self.content_window
+        return max(0, usable // self.content_hop + 1) if usable >= 0 else 0
 
     def _update_units(self, need_start: int) -> None:
         """Content frames from `need_start` (or the first non-final one) up to what the audio allows."""
@@ -240,16 +280,18 @@ class NeuralCore:
             lo = max(0, first - self.content_rf[0])
         if avail <= first:
             return
-        audio = self._audio16.read(lo * self.content_hop + self._d16,
-                                   (avail - 1) * self.content_hop + self.content_window + self._d16)
+        shift = self.content_offset + self._content_delay
+        audio = self._content_audio.read(lo * self.content_hop + shift,
+                                         (avail - 1) * self.content_hop + self.content_window + shift)
         units = self.sessions["content"].run({"audio": audio[None]})[0][0]
         self._units.write(first, units[first - lo: avail - lo])
         if self.content_rf is not None:
             self._units_final = max(self._units_final, avail - self.content_rf[1])
 
     def _content_index(self, frames: np.ndarray) -> np.ndarray:
-        """Mel frame i (time 128 i / 24000 s) takes content frame floor(i · 128 · 16000 / (24000 · hop))."""
-        return (np.maximum(frames, 0) * (HOP * CONTENT_RATE)) // (MODEL_RATE * self.content_hop)
+        """Mel frame i (time 128 i / 24000 s) takes content frame floor(i · 128 · rate / (24000 · hop))
+        (16 kHz ContentVec framing: floor(4 i / 15); the mel-grid framing: i)."""
+        return (np.maximum(frames, 0) * (HOP * self.content_rate)) // (MODEL_RATE * self.content_hop)
 
     def _features(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """Decoder inputs for frames [start, stop) (start may be negative: silence before 0)."""

@@ -1,15 +1,19 @@
 """The stateful neural voice: a pack's stateful decoder and vocoder fed only new frames.
 
 Features (F0, loudness, content units) come from `NeuralCore`'s feature machinery, taken only once
-they are final (`feature_lookahead_frames` after the input), so each frame's features never change.
+they are final (frame k once the input reaches 128 k + `feature_lookahead_samples`), so each frame's
+features never change.
 Each block then runs `decoder_stateful.onnx` on the new frames and `vocoder_stateful.onnx` on the mel
 frames that became final, carrying every convolution's state, the frame position and the harmonic
 phase between blocks (exporters/stateful.py). Nothing is recomputed and nothing is crossfaded: the
 output is the whole-file conversion, however the input is chunked, delayed by
 
-    latency = HOP·(feature lookahead + decoder delay + 1) − 1 + vocoder delay   (24 kHz samples)
+    latency = feature lookahead (samples after a frame's position) + HOP·decoder delay − 1
+              + vocoder delay                                                  (24 kHz samples)
 
-(the +1 frame − 1 sample: input is turned into frames only once a whole frame exists).
+(− 1: the last sample a frame needs is the one before the input's end). With the frame-local
+features of a low-latency pack (YIN F0, mel-grid content) the feature lookahead is half a frame:
+the end of frame k's loudness window, 128 k + 64.
 
 On CUDA / TensorRT the states stay on the device between blocks (IO binding, `_DeviceStates`); on
 CPU they are plain arrays.
@@ -94,16 +98,23 @@ class StatefulCore(NeuralCore):
         self._fallback_lookahead = int(lookahead_frames)
         super().__init__(manifest, sessions, lookahead_frames=0, crossfade_frames=0, context_ms=context_ms,
                          pitch=pitch, speaker=speaker, seed=seed)
-        exact = self.feature_lookahead_frames
-        self.feature_frames = exact if exact is not None else self._fallback_lookahead
+        exact = self.feature_lookahead_samples
         self.exact = exact is not None
-        # what the converter's latency breakdown reports as lookahead (frames held before synthesis)
+        # frame k is decoded once the input reaches 128 k + feature_need
+        self.feature_need = exact if exact is not None else HOP * (self._fallback_lookahead + 1)
+        self.feature_frames = max(0, -(-self.feature_need // HOP) - 1)
         self.lookahead_frames = self.feature_frames + self.decoder_delay
 
     # ------------------------------------------------------------------ protocol
     @property
     def latency_24k(self) -> int:
-        return HOP * (self.feature_frames + self.decoder_delay + 1) - 1 + self.vocoder_delay
+        return self.feature_need + HOP * self.decoder_delay - 1 + self.vocoder_delay
+
+    @property
+    def lookahead_24k(self) -> int:
+        """Future audio the voice waits for: the features' lookahead beyond half a frame (which
+        the converter's breakdown counts as frame rounding) and both networks' right context."""
+        return self.feature_need - HOP // 2 + HOP * self.decoder_delay + self.vocoder_delay
 
     @property
     def exact_lookahead_frames(self) -> int | None:
@@ -123,7 +134,7 @@ class StatefulCore(NeuralCore):
         self._f0_used = History(_KEEP_FRAMES)        # F0 (pitch-shifted) as the decoder got it
 
     def _advance(self) -> None:
-        final = self._audio.end // HOP - self.feature_frames
+        final = (self._audio.end - self.feature_need) // HOP + 1
         if final > self._fed:
             self._decode(final)
             self._vocode(final - self.decoder_delay)

@@ -28,6 +28,8 @@ SUPPORTED_VERSIONS = (1, 2)
 REQUIRED_NETWORKS = ("content", "decoder", "vocoder")
 STATEFUL_NETWORKS = ("decoder_stateful", "vocoder_stateful", "content_stateful")
 OPTIONAL_NETWORKS = ("pitch", *STATEFUL_NETWORKS)
+#: F0 extractors: WORLD DIO (official), FCPE (pitch.onnx), frame-local YIN (engine/yin_pitch.py)
+F0_METHODS = ("dio", "fcpe", "yin")
 _MAX_MANIFEST_BYTES = 1 << 20
 _MAX_JSON_DEPTH = 32
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -323,8 +325,14 @@ def _parse(data: Any, folder: Path) -> VoiceManifest:
     _bounded_int(content_rate, *LIMITS["sample_rate"], "content.sample_rate")
     for key in ("width", "hop", "window"):
         _bounded_int(_require(content, key, int, "content"), *LIMITS[f"content_{key}"], f"content.{key}")
+    offset = content.get("offset", 0)
+    if not isinstance(offset, int) or isinstance(offset, bool) or not -LIMITS["content_window"][1] <= offset <= 0:
+        raise VoicePackError(f"content.offset must be a whole number of samples in "
+                             f"[-{LIMITS['content_window'][1]}, 0]")
     f0 = _require(data, "f0", dict, MANIFEST_NAME)
     method = _require(f0, "method", str, "f0")
+    if method not in F0_METHODS:
+        raise VoicePackError(f"f0.method {method[:40]!r} is not one this engine knows ({', '.join(F0_METHODS)})")
     if method == "fcpe" and "pitch" not in networks_raw:
         raise VoicePackError("f0.method is 'fcpe' but the pack has no pitch network")
     for key in ("verification", "source"):

@@ -141,7 +141,7 @@ def vocoder_graph(vocoder: NSFHiFiGAN) -> GraphSpec:
 
 
 def content_graph(encoder: ContentEncoder) -> GraphSpec:
-    """audio [1,N] at 16 kHz -> units [1,T_c,C]."""
+    """audio [1,N] at the encoder's rate (16 kHz; 24 kHz for the mel-grid PPG) -> units [1,T_c,C]."""
 
     def make(n: int, g: torch.Generator) -> tuple[torch.Tensor, ...]:
         return (0.1 * torch.randn(1, n, generator=g),)
@@ -151,7 +151,7 @@ def content_graph(encoder: ContentEncoder) -> GraphSpec:
         name="content", module=encoder.eval(), input_names=("audio",), output_names=("units",),
         dynamic_axes={"audio": {1: "samples"}, "units": {1: "frames"}}, make_inputs=make,
         receptive_field=None if rf is None else tuple(rf), frame_unit="content_frames",
-        trace_length=8000, test_lengths=(400, 5000, 23456),
+        trace_length=8000, test_lengths=(encoder.window, 5000, 23456),
         extra={"kind": encoder.kind, "width": encoder.width},
     )
 

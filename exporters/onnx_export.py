@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from engine.safe_write import describe_failure, discard, fsync_tree, temp_beside
 from engine.voicepack import (
+    F0_METHODS,
     NetworkSpec,
     StatefulGraph,
     TensorSpec,
@@ -143,7 +144,7 @@ def export_pack(
     config: Path | None = None,
     vocoder: str | None = None,
     content: str | None = None,
-    pitch: str = "dio",
+    pitch: str | None = None,
     name: str | None = None,
     out: Path | None = None,
     fp16: bool = False,
@@ -161,15 +162,19 @@ def export_pack(
     ckpt = Path(ckpt)
     out = Path(out) if out else ckpt.parent / "voicepack"
     check_out_folder(out, _inputs(ckpt, config, vocoder, content))
-    steps = (["load", "decoder", "vocoder", "content"] + (["pitch"] if pitch == "fcpe" else [])
-             + (["stateful"] if stateful else []) + ["manifest"])
-    bar = tqdm(total=len(steps), desc="export", unit="step", disable=quiet, file=sys.stderr)
     try:
         loaded = load_official(ckpt, config)
     except CheckpointError as exc:
         raise ExportError(str(exc)) from exc
     except (ValueError, KeyError, TypeError) as exc:  # malformed configs the loader did not name (as models.infer)
         raise ExportError(f"{ckpt}: cannot use this checkpoint/config ({type(exc).__name__}: {exc})") from exc
+    # The engine must extract F0 as training did: default to the config's extractor (official: DIO).
+    pitch = pitch or str((loaded.config.get("data") or {}).get("f0_extractor", "dio"))
+    if pitch not in F0_METHODS:
+        raise ExportError(f"unknown F0 method {pitch!r}; choose one of {', '.join(F0_METHODS)}")
+    steps = (["load", "decoder", "vocoder", "content"] + (["pitch"] if pitch == "fcpe" else [])
+             + (["stateful"] if stateful else []) + ["manifest"])
+    bar = tqdm(total=len(steps), desc="export", unit="step", disable=quiet, file=sys.stderr)
     if loaded.kind != "student":
         raise ExportError(f"{ckpt} is a teacher checkpoint: a live voice needs the one-step consistency "
                           "student (train.py -t ... in the official repo); convert files with the teacher "
@@ -232,7 +237,7 @@ def export_pack(
             mel={"n_mels": 80, "n_fft": 512, "win_length": 512, "fmin": 30, "fmax": 12000,
                  "log": "log10", "spec_min": -6.0, "spec_max": 1.5},
             content={"kind": enc.kind, "width": enc.width, "sample_rate": enc.sample_rate,
-                     "hop": enc.hop, "window": enc.window},
+                     "hop": enc.hop, "window": enc.window, **({"offset": enc.offset} if enc.offset else {})},
             f0=f0,
             networks=networks,
             verification={name: r.as_json() if hasattr(r, "as_json") else r for name, r in results.items()},
@@ -294,8 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="config.yaml (default: next to the checkpoint)")
     parser.add_argument("--vocoder", help="M4Singer .ckpt (config.yaml beside it) or openvpi model (config.json)")
     parser.add_argument("--content", help="ContentVec (fairseq .pt or HF folder) or a PPG encoder .pt")
-    parser.add_argument("--pitch", choices=("dio", "fcpe"), default="dio",
-                        help="F0 extractor the engine uses (fcpe adds pitch.onnx)")
+    parser.add_argument("--pitch", choices=F0_METHODS, default=None,
+                        help="F0 extractor the engine uses (default: the one the model was trained with, "
+                             "data.f0_extractor; fcpe adds pitch.onnx; yin needs no lookahead)")
     parser.add_argument("--name", help="voice name shown in the app (default: the checkpoint's folder)")
     parser.add_argument("--out", type=Path, help="output folder (default: <checkpoint folder>/voicepack)")
     parser.add_argument("--fp16", action="store_true", help="half precision decoder and content encoder")

@@ -8,7 +8,8 @@ vocoder_stateful.onnx  `models.vocoder.StatefulVocoder`
     -> audio [1,n·hop], position_out, *<state>_out
 content_stateful.onnx  `models.content.ppg.StatefulPPG` (PPG packs only; ContentVec's attention
     has no finite receptive field and keeps its windowed graph)
-    audio [1,320·n] 16 kHz, position [1] int64, *states -> units [1,n,C], position_out, *<state>_out
+    audio [1,hop·n] at the encoder's rate, position [1] int64, *states -> units [1,n,C], position_out,
+    *<state>_out
 
 Every state is float32 [1, ...] and starts at zeros; `position` counts the frames given so far. The
 output of a call is the whole-sequence graph's output `delay` samples (of the output) earlier; the

@@ -29,6 +29,15 @@ def contentvec_pack(tmp_path_factory) -> Path:
     return export_tiny_pack(tmp_path_factory.mktemp("cv_pack"), content="contentvec")
 
 
+@pytest.fixture(scope="session")
+def low_latency_pack(tmp_path_factory) -> Path:
+    """A tiny pack in the low-latency layout (YIN F0, mel-grid PPG, decoder 1 frame, causal vocoder),
+    with stateful graphs."""
+    from tests.fixtures.packs import LOW_LATENCY, export_tiny_pack
+
+    return export_tiny_pack(tmp_path_factory.mktemp("low_latency_pack"), stateful=True, **LOW_LATENCY)
+
+
 @pytest.fixture()
 def one_torch_thread():
     """Torch on one thread: small models run faster and steadier on the 2 shared cores."""

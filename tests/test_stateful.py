@@ -228,7 +228,7 @@ def test_stateful_core_equals_the_exact_windowed_core(stateful_pack: Path, state
     reference = convert_whole(windowed, x)
     assert _snr(reference, whole) >= 60.0
     core = conv.core
-    assert core.latency_24k == 128 * (core.feature_frames + core.decoder_delay + 1) - 1 + core.vocoder_delay
+    assert core.latency_24k == core.feature_need + 128 * core.decoder_delay - 1 + core.vocoder_delay
 
 
 def test_stateful_latency_is_the_reported_one(stateful_pack: Path) -> None:
@@ -299,3 +299,47 @@ def test_fp16_stateful_decoder_is_checked_against_the_fp16_whole_graph(tmp_path:
     result = stateful.check(spec, tmp_path / "decoder_stateful.onnx", tmp_path / "decoder.onnx", "fp16", frames=80)
     assert result.bound == 1e-2
     assert (result.verified and result.worst <= 1e-2) or result.note.startswith("not verified")
+
+
+# ------------------------------------------------------------------------------- low-latency pack
+@pytest.fixture(scope="module")
+def low_latency_whole(low_latency_pack: Path):
+    settings = Settings(gate_db=-120, block_ms=20)
+    core = load_voice(str(low_latency_pack), settings, prefer=("cpu",))
+    conv = Converter(lambda s: core, settings, 48000)
+    x = _sung(1.6, 48000)
+    return conv, x, convert_whole(conv, x)
+
+
+@pytest.mark.parametrize("block", [1, 97, 960, 1931])
+def test_low_latency_pack_streams_exactly(low_latency_whole, block: int) -> None:
+    conv, x, whole = low_latency_whole
+    assert type(conv.core).__name__ == "StatefulCore" and conv.core.exact
+    assert np.sqrt(np.mean(whole ** 2)) > 1e-3
+    conv.reset()
+    assert _snr(whole, convert_whole(conv, x, block=block)) >= 60.0
+
+
+def test_low_latency_pack_needs_half_a_frame_of_features(low_latency_pack: Path, low_latency_whole) -> None:
+    """YIN and the mel-grid PPG are final at the end of the frame's loudness window (128 k + 64), so
+    the voice waits only for that and its decoder's one frame: at 20 ms blocks and 48 kHz the block
+    plus the converter stay ≤ 35 ms, which leaves 15 ms of the 50 ms target for the compute budget
+    (p99 ≤ 8.7 ms; `python -m benchmarks.streaming` measures it)."""
+    conv, x, whole = low_latency_whole
+    core = conv.core
+    manifest = load_manifest(low_latency_pack)
+    assert manifest.f0["method"] == "yin" and manifest.content["offset"] == 64 - 512
+    assert core.feature_need == 64 and core.decoder_delay == 1 and core.vocoder_delay == 0
+    assert core.latency_24k == 64 + 128 - 1
+    breakdown = conv.latency_breakdown()
+    assert breakdown.algorithmic == conv.latency()
+    block_ms = 20.0
+    assert block_ms + 1000.0 * conv.latency() / 48000 <= 35.0
+    # the windowed core at its exact lookahead gives the same audio: pins the stateful latency
+    windowed_settings = Settings(gate_db=-120, crossfade_ms=0,
+                                 lookahead_ms=core.exact_lookahead_frames * 128 / 24)
+    windowed = Converter(lambda s: open_neural_core(manifest, s, stateful=False), windowed_settings, 48000)
+    assert windowed.core.exact_lookahead_frames == 1   # decoder 1 + features 0
+    # From 0.1 s on: before that the windowed decoder sees the noise of frames before the stream's
+    # start, which the stateful graphs zero; a latency off by one sample would fail everywhere.
+    assert _snr(convert_whole(windowed, x)[4800:], whole[4800:]) >= 60.0

@@ -79,6 +79,10 @@ HOSTILE = {
     "width the graph does not take": (_edit(lambda d: d["content"].update(width=32)), "failed its test run"),
     "speaker beyond the graph's table": (_edit(lambda d: d["speakers"].update(ghost=500)), "failed its test run"),
     "hop the engine does not run": (_edit(lambda d: d.update(hop_length=256)), "failed its test run"),
+    "unknown F0 method": (_edit(lambda d: d["f0"].update(method="crepe")), "f0.method 'crepe' is not one"),
+    "content window after its frame": (_edit(lambda d: d["content"].update(offset=5)), "content.offset must be"),
+    "content rate the engine does not feed": (_edit(lambda d: d["content"].update(sample_rate=22050)),
+                                              "failed its test run"),
 }
 
 
