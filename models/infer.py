@@ -6,9 +6,10 @@ The official CoMoSVC inference (spec §9.3), simplified and made reproducible:
    no peak normalisation, no clipping (as the official inference);
 2. f0 by DIO (official) or FCPE at T = N // 128 frames, unvoiced frames interpolated, shifted by
    `key` semitones; RMS volume (spec §3);
-3. content units: 24 kHz -> 16 kHz (soxr HQ; the official code uses torchaudio's sinc resampler),
-   the content encoder, then `align_units` to T frames with the config's `data.unit_interpolate_mode`
-   ('left' when the key is absent, as official);
+3. content units: 24 kHz -> the encoder's rate (ContentVec: 16 kHz, soxr HQ; the official code uses
+   torchaudio's sinc resampler; the PPG's "mel" framing reads the 24 kHz audio itself), the content
+   encoder, then `align_units` to T frames with the config's `data.unit_interpolate_mode` ('left'
+   when the key is absent, as official; an encoder on the mel grid gives one frame per mel frame);
 4. mel: student = consistency sampler with `steps` NFE (default 1) on the online `denoise_fn`;
    teacher (a teacher checkpoint or `teacher=True`) = Euler sampler (default 50 steps);
    the starting noise is drawn as [1, 80, T] and transposed, like the official sampler;
@@ -49,7 +50,6 @@ from models.nsf_source import advance_phase
 from models.pitch import EXTRACTORS, PitchExtractor, make_pitch_extractor, shift_f0
 from models.vocoder import NSFHiFiGAN, VocoderConfigError, load_vocoder
 
-CONTENT_RATE = 16000
 DEFAULT_TEACHER_STEPS = 50
 DEFAULT_STUDENT_STEPS = 1
 DEFAULT_SLICE_SECONDS = 30.0
@@ -256,31 +256,27 @@ class Converter:
         return torch.from_numpy(f0.astype(np.float32))[None].to(self.device), volume.to(self.device)
 
     def content_audio(self, wav: np.ndarray) -> np.ndarray:
-        """wav [N] 24 kHz -> 16 kHz [N16] for the content encoder (soxr HQ), at least one window long."""
-        import soxr
+        """wav [N] 24 kHz -> the content encoder's input [N_c] (`ContentEncoder.encoder_input`: at its
+        rate, 16 kHz soxr HQ for ContentVec; at least one window long)."""
+        return self.content.encoder_input(wav)
 
-        wav16 = soxr.resample(wav, SAMPLE_RATE, CONTENT_RATE, quality="HQ").astype(np.float32)
-        if len(wav16) < self.content.window:  # clips under 25 ms: one window, zero padded
-            wav16 = np.pad(wav16, (0, self.content.window - len(wav16)))
-        return wav16
+    def units(self, content_in: np.ndarray, n_frames: int) -> torch.Tensor:
+        """The whole file's units: content input [N_c] -> [1, n_frames, C] aligned to the mel frames."""
+        units = self.content(torch.from_numpy(content_in)[None].to(self.device))
+        return align_units(units, n_frames, self.unit_mode, self.content.frame_rate)
 
-    def units(self, wav16: np.ndarray, n_frames: int) -> torch.Tensor:
-        """The whole file's units: wav16 [N16] -> [1, n_frames, C] aligned to the mel frames."""
-        units = self.content(torch.from_numpy(wav16)[None].to(self.device))
-        return align_units(units, n_frames, self.unit_mode)
-
-    def unit_index(self, wav16: np.ndarray, n_frames: int) -> np.ndarray:
+    def unit_index(self, content_in: np.ndarray, n_frames: int) -> np.ndarray:
         """Content frame that each mel frame takes when the whole file is aligned: [n_frames] int64."""
-        n_content = self.content.num_frames(len(wav16))
+        n_content = self.content.num_frames(len(content_in))
         ramp = torch.arange(n_content, dtype=torch.float64)[None, :, None]
-        return align_units(ramp, n_frames, self.unit_mode)[0, :, 0].long().numpy()
+        return align_units(ramp, n_frames, self.unit_mode, self.content.frame_rate)[0, :, 0].long().numpy()
 
-    def slice_units(self, wav16: np.ndarray, index: np.ndarray, a: int, b: int) -> torch.Tensor:
+    def slice_units(self, content_in: np.ndarray, index: np.ndarray, a: int, b: int) -> torch.Tensor:
         """Units of mel frames [a, b) -> [1, b - a, C]: the same content frames as the whole-file
         alignment, computed from just the audio of those frames' windows (attention sees the slice)."""
         j0, j1 = int(index[a]), int(index[b - 1])
         hop, window = self.content.hop, self.content.window
-        units = self.content(torch.from_numpy(wav16[j0 * hop:j1 * hop + window])[None].to(self.device))
+        units = self.content(torch.from_numpy(content_in[j0 * hop:j1 * hop + window])[None].to(self.device))
         return units[:, torch.from_numpy(index[a:b] - j0).to(self.device)]
 
     def convert(self, wav: np.ndarray, key: float = 0.0, speaker: int | None = None, steps: int | None = None,
@@ -312,8 +308,8 @@ class Converter:
             if not teacher and steps > 1:
                 renoise = torch.randn(steps - 1, 1, n_frames, N_MELS, generator=gen).to(self.device)
             spk = None if speaker is None else torch.tensor([speaker], dtype=torch.long, device=self.device)
-            wav16 = self.content_audio(wav)
-            index = self.unit_index(wav16, n_frames) if len(pieces) > 1 else None
+            content_in = self.content_audio(wav)
+            index = self.unit_index(content_in, n_frames) if len(pieces) > 1 else None
             half = SLICE_CROSSFADE_SECONDS * SAMPLE_RATE / 2 if len(pieces) > 1 else 0
             out = np.zeros(n_frames * HOP, dtype=np.float32)
             hook = self.acoustic.model.decoder.register_forward_hook(lambda *_: tick(1))
@@ -321,9 +317,9 @@ class Converter:
                 for piece in pieces:
                     a, b = piece.start, piece.stop
                     if index is None:  # one piece: exactly the whole-file pipeline
-                        units = self.units(wav16, n_frames)
+                        units = self.units(content_in, n_frames)
                     else:
-                        units = self.slice_units(wav16, index, a, b)
+                        units = self.slice_units(content_in, index, a, b)
                     tick(1)
                     audio = self.render(units, a, b, f0, volume, spk, noise, renoise, steps, teacher, gen)
                     tick(1)

@@ -10,7 +10,11 @@ using the official CoMoSVC post-processing:
    first/last voiced value; all unvoiced -> zeros; exactly one voiced frame -> every frame set to
    f0[0] (an official quirk: f0[0] is 0 unless frame 0 is the voiced one).
 
-`raw()` returns the result of steps 1-2 plus the voiced mask; `__call__` adds step 3.
+`raw()` returns the result of steps 1-2 plus the voiced mask; `__call__` adds step 3 (`fill`).
+
+`YinPitch` ("yin", the low-latency voices) is not the official pipeline: its frames are already the
+128-hop frames and it feeds the values the engine computes (`engine.yin_pitch.yin_frames`, no
+rounding), and its `fill` holds the last voiced value through unvoiced frames, as the engine does.
 
 Frame times: f0 frame `i` stands for time `128 i / 24000` s (DIO's analysis instants, which the
 official resize stretches by (T+1)/T; the same instants are used when mapping FCPE's frames).
@@ -89,6 +93,19 @@ def interpolate_unvoiced(f0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return filled.astype(np.float32), uv
 
 
+def hold_unvoiced(f0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fill unvoiced (<= 0) frames of `f0 [T]` with the last voiced value before them (what a stream,
+    which cannot look ahead, does); frames before the first voiced one take that first value; all
+    unvoiced -> zeros. Returns (f0 float32 [T], uv float32 [T])."""
+    f0 = np.asarray(f0, dtype=np.float64)
+    voiced = f0 > 0.0
+    if not voiced.any():
+        return np.zeros(len(f0), dtype=np.float32), voiced.astype(np.float32)
+    last = np.maximum.accumulate(np.where(voiced, np.arange(len(f0)), -1))
+    last[last < 0] = int(np.argmax(voiced))
+    return f0[last].astype(np.float32), voiced.astype(np.float32)
+
+
 def frame_times(n_frames: int) -> np.ndarray:
     """Time in seconds that f0 frame `i` stands for: `128 i / 24000`. [T] f64."""
     return np.arange(n_frames, dtype=np.float64) * HOP / SAMPLE_RATE
@@ -131,9 +148,14 @@ class PitchExtractor(abc.ABC):
         """Rounded, frame-mapped f0 before unvoiced filling: (f0 float32 [T] with 0 where unvoiced,
         voiced bool [T])."""
 
+    def fill(self, f0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`raw`'s f0 [T] -> (f0 float32 [T] with unvoiced frames filled, uv float32 [T]): the
+        official interpolation."""
+        return interpolate_unvoiced(f0)
+
     def __call__(self, wav_24k: np.ndarray) -> np.ndarray:
         f0, _ = self.raw(wav_24k)
-        return interpolate_unvoiced(f0)[0]
+        return self.fill(f0)[0]
 
 
 class DioPitch(PitchExtractor):
@@ -220,11 +242,36 @@ class FcpePitch(PitchExtractor):
         return f0.astype(np.float32), f0 > 0
 
 
-EXTRACTORS: dict[str, type[PitchExtractor]] = {"dio": DioPitch, "fcpe": FcpePitch}
+class YinPitch(PitchExtractor):
+    """Frame-local YIN with no lookahead (`engine.yin_pitch`): frame k reads only the audio up to 24 kHz
+    sample 128 k + 64, so a stream knows it as soon as the frame's loudness. The values are the
+    engine's own (`yin_frames` on the same samples, bit-identical however the audio is chunked):
+    not rounded, and unvoiced frames hold the last voiced value (`fill`), as the engine feeds them."""
+
+    name = "yin"
+
+    def raw(self, wav_24k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from engine.yin_pitch import SPAN, WINDOW_END, yin_frames
+
+        wav = _check_wav(wav_24k)
+        p_len = len(wav) // HOP
+        if p_len == 0:
+            return np.zeros(0, np.float32), np.zeros(0, bool)
+        # zeros before the stream's start, so that frame 0's window [64 - SPAN, 64) exists
+        padded = np.concatenate([np.zeros(SPAN - WINDOW_END, dtype=wav.dtype), wav])
+        f0 = yin_frames(padded, 0, p_len)
+        return f0, f0 > 0
+
+    def fill(self, f0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return hold_unvoiced(f0)
+
+
+EXTRACTORS: dict[str, type[PitchExtractor]] = {"dio": DioPitch, "fcpe": FcpePitch, "yin": YinPitch}
 
 
 def make_pitch_extractor(name: str, **kwargs: Any) -> PitchExtractor:
-    """`'dio'` (official, CPU) or `'fcpe'` (neural, more robust on noisy input)."""
+    """`'dio'` (official, CPU), `'fcpe'` (neural, more robust on noisy input) or `'yin'` (frame-local,
+    no lookahead: the low-latency voices)."""
     key = name.lower()
     if key not in EXTRACTORS:
         raise ValueError(f"unknown pitch extractor {name!r}; choose one of {sorted(EXTRACTORS)}")

@@ -371,3 +371,59 @@ def test_position_locked_content_index() -> None:
     nearest = align_units(torch.arange(t_c, dtype=torch.float32)[None, :, None], t_mel)[0, :, 0].long()
     locked = content_index_for_mel_frames(torch.arange(t_mel), t_c)
     assert (nearest - locked).abs().max() <= 1
+
+
+# ---- encoders on the mel grid (the PPG's "mel" framing) ------------------------------------------
+
+MEL_FRAMED = PPGConfig(width=8, channels=8, kernels=(3,), dilations=(1,), framing="mel")
+
+
+def test_mel_rate_alignment_is_the_identity() -> None:
+    units = torch.randn(2, 50, 3)
+    for t_mel in (50, 47, 1):  # the encoder may give a frame more than the mel (N % 128 >= 64): dropped
+        for mode in ("nearest", "left"):
+            assert torch.equal(align_units(units, t_mel, mode, content_rate=(128, 24000)), units[:, :t_mel])
+    longer = align_units(units, 53, content_rate=(128, 24000))  # short content: its last frame repeats
+    assert torch.equal(longer[:, :50], units) and torch.equal(longer[:, 50:], units[:, 49:].expand(2, 3, 3))
+    i = np.arange(0, 100000, 13)
+    assert content_index_for_mel_frames(i, content_rate=(128, 24000)).tolist() == i.tolist()
+    assert content_index_for_mel_frames(torch.arange(5), 3, content_rate=(128, 24000)).tolist() == [0, 1, 2, 2, 2]
+    # ContentVec's rate stays the default and unchanged
+    assert content_index_for_mel_frames(15, content_rate=(320, 16000)) == content_index_for_mel_frames(15) == 4
+    assert torch.equal(align_units(units, 187, content_rate=(320, 16000)), align_units(units, 187))
+
+
+def test_encoder_input_puts_mel_frame_j_at_content_frame_j(tiny: ContentVec) -> None:
+    import soxr
+
+    enc = PPGEncoder(MEL_FRAMED).eval()
+    assert enc.frame_rate == (128, 24000)
+    wav = audio(128 * 40)[0].numpy()
+    x = enc.encoder_input(wav)
+    np.testing.assert_array_equal(x, np.pad(wav, (448, 0)))  # no resampling at 24 kHz, 448 zeros in front
+    assert enc.num_frames(len(x)) == 40  # one content frame per mel frame
+    with torch.no_grad():
+        units = enc(torch.from_numpy(x)[None])[0]
+        # frame j's window ends at stream sample 128 j + 64; it sees one frame ahead (kernel 3): up to 128 (j + 1) + 64
+        j = 20
+
+        def frame_j_after(sample: int) -> torch.Tensor:
+            y = wav.copy()
+            y[sample] += 0.5
+            return enc(torch.from_numpy(enc.encoder_input(y))[None])[0, j]
+
+        assert torch.allclose(frame_j_after(128 * (j + 1) + 64), units[j], atol=1e-6)
+        assert not torch.allclose(frame_j_after(128 * (j + 1) + 32), units[j], atol=1e-6)  # (Hann: ~0 at the very end)
+    assert enc.encoder_input(wav[:10]).shape == (512,)  # at least one window
+    # ContentVec's framing: 16 kHz soxr HQ as before, no zeros in front
+    np.testing.assert_array_equal(tiny.encoder_input(wav), soxr.resample(wav, 24000, 16000, quality="HQ"))
+
+
+def test_labelled_sample_is_the_window_centre_or_the_mel_frames_position() -> None:
+    frames = np.arange(4)
+    contentvec = PPGEncoder(PPGConfig(width=8, channels=8, kernels=(3,), dilations=(1,)))
+    np.testing.assert_array_equal(contentvec.labelled_samples(frames), 320 * frames + 200)  # window centre
+    mel = PPGEncoder(MEL_FRAMED)
+    # input sample hop j + window - 64 = stream sample 128 j once stream_input's 448 zeros are in front
+    np.testing.assert_array_equal(mel.labelled_samples(frames), 128 * frames + 448)
+    np.testing.assert_array_equal(mel.labelled_samples(frames) + mel.offset, 128 * frames)

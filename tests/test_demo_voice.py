@@ -112,20 +112,69 @@ def _tone_utterances(folder: Path, split: str, count: int, seed: int) -> None:
                                                   phones, ends, {}, audio))
 
 
-def test_ppg_training_step_lowers_the_loss_on_a_tiny_set(tmp_path, one_torch_thread):
+@pytest.mark.parametrize("framing", ["contentvec", "mel"])
+def test_ppg_training_step_lowers_the_loss_on_a_tiny_set(tmp_path, one_torch_thread, framing):
     _tone_utterances(tmp_path, "train", 4, seed=0)
-    store = ClipStore(tmp_path, "train")
-    assert store.refresh() == 4
     torch.manual_seed(0)
-    model = PPGEncoder(PPGConfig(width=len(PHONES), channels=32, kernels=(3, 3), dilations=(1, 2), right_context=1))
+    model = PPGEncoder(PPGConfig(width=len(PHONES), channels=32, kernels=(3, 3), dilations=(1, 2), right_context=1,
+                                 framing=framing))
+    store = ClipStore(tmp_path, "train", model.sample_rate)  # the 16 kHz utterances, at the encoder's rate
+    assert store.refresh() == 4
     rng = np.random.default_rng(0)
     aug = ppg_train.Augmenter(rng, [])
-    audio, labels = ppg_train.make_batch(store.clips, aug, rng, model.num_frames(ppg_train.CROP_SAMPLES),
-                                         model.hop, model.window, batch=4)
-    assert labels.shape == (4, model.num_frames(ppg_train.CROP_SAMPLES))
+    audio, labels = ppg_train.make_batch(store.clips, aug, rng, model, batch=4)
+    assert labels.shape == (4, model.num_frames(ppg_train.crop_samples(model)))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = [ppg_train.train_step(model, opt, audio, labels, 3e-3) for _ in range(40)]
     assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("framing", ["contentvec", "mel"])
+def test_ppg_frames_are_labelled_at_the_sample_they_describe(tmp_path, framing):
+    """Crops are read at the encoder's rate and frame j gets the phone at `labelled_samples(j)`: the
+    window centre (ContentVec's framing) or the mel frame's own position (the "mel" framing)."""
+    _tone_utterances(tmp_path, "train", 1, seed=3)
+    model = PPGEncoder(PPGConfig(width=len(PHONES), channels=8, kernels=(3,), dilations=(1,), framing=framing))
+    store = ClipStore(tmp_path, "train", model.sample_rate)
+    store.refresh()
+    clip = store.clips[0]
+    stored = ClipStore(tmp_path, "train")
+    stored.refresh()
+    assert clip.sample_rate == model.sample_rate
+    assert len(clip.audio) == round(len(stored.clips[0].audio) * model.sample_rate / 16000)
+    np.testing.assert_allclose(clip.ends[:-1], stored.clips[0].ends[:-1] * model.sample_rate / 16000)
+    rng = np.random.default_rng(0)
+    aug = ppg_train.Augmenter(rng, [], model.sample_rate)
+    aug.warp_factor = lambda: 1.0           # no time warp and no colouring: the crop is the clip's samples
+    aug.colour = lambda x: x
+    audio, labels = ppg_train.make_batch(store.clips, aug, rng, model, batch=3)
+    pcm = clip.float_audio()
+    positions = model.labelled_samples(np.arange(labels.shape[1]))
+    expected = {"contentvec": 320 * np.arange(4) + 200, "mel": 128 * np.arange(4) + 448}[framing]
+    np.testing.assert_array_equal(positions[:4], expected)
+    for b in range(3):
+        start = next(s for s in range(len(pcm)) if np.array_equal(pcm[s:s + 64], audio[b, :64].numpy()))
+        np.testing.assert_array_equal(labels[b].numpy(), clip.labels_at(start + positions))
+        assert len(set(labels[b].tolist())) > 1  # the crop crosses phone boundaries: the positions matter
+
+
+def test_ppg_stage_cli_chooses_the_framing_and_keeps_it_on_resume(tmp_path, monkeypatch, one_torch_thread, capsys):
+    from models.demo.__main__ import main
+
+    for split, seed in (("train", 0), ("kokoro-heldout", 1), ("flite", 2)):
+        _tone_utterances(tmp_path / "data", split, 1, seed)
+    monkeypatch.setattr(ppg_train, "BATCH", 2)
+    monkeypatch.setattr(ppg_train, "ENCODER", PPGConfig(width=len(PHONES), channels=8, kernels=(3, 3),
+                                                         dilations=(1, 1), right_context=2))
+    assert main(["ppg", str(tmp_path), "--steps", "1", "--threads", "1", "--framing", "mel",
+                 "--right-context", "1"]) == 0
+    model = load_ppg(tmp_path / "ppg" / "ppg.pt")
+    assert model.config.framing == "mel" and model.receptive_field == (3, 1)
+    assert main(["ppg", str(tmp_path), "--steps", "2", "--threads", "1"]) == 0  # resumes as it was
+    assert load_ppg(tmp_path / "ppg" / "ppg.pt").config.framing == "mel"
+    capsys.readouterr()
+    assert main(["ppg", str(tmp_path), "--steps", "3", "--framing", "contentvec"]) == 2
+    assert "framing 'mel'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.pitch import (DioPitch, FcpePitch, PitchExtractor, fcpe_frame_times, frame_times,
-                          interpolate_unvoiced, make_pitch_extractor, map_f0_to_times, resize_f0,
-                          round_f0, shift_f0)
+from engine.yin_pitch import SPAN, WINDOW_END, yin_frames
+from models.pitch import (DioPitch, FcpePitch, PitchExtractor, YinPitch, fcpe_frame_times, frame_times,
+                          hold_unvoiced, interpolate_unvoiced, make_pitch_extractor, map_f0_to_times,
+                          resize_f0, round_f0, shift_f0)
 
 SR = 24000
 
@@ -25,9 +26,9 @@ def fcpe() -> FcpePitch:
     return FcpePitch()
 
 
-@pytest.fixture(scope="module", params=["dio", "fcpe"])
+@pytest.fixture(scope="module", params=["dio", "fcpe", "yin"])
 def extractor(request: pytest.FixtureRequest, fcpe: FcpePitch) -> PitchExtractor:
-    return fcpe if request.param == "fcpe" else DioPitch()
+    return fcpe if request.param == "fcpe" else make_pitch_extractor(request.param)
 
 
 @pytest.mark.parametrize("freq", [220.0, 660.0])
@@ -44,14 +45,17 @@ def test_tone_within_20_cents(extractor: PitchExtractor, freq: float) -> None:
     assert (full > 0).all()  # unvoiced edges are filled
 
 
-def test_call_is_raw_plus_interpolation(extractor: PitchExtractor) -> None:
+def test_call_is_raw_plus_fill(extractor: PitchExtractor) -> None:
     rng = np.random.default_rng(0)
     wav = np.concatenate([tone(300, 0.3), np.zeros(6000, np.float32), tone(400, 0.3)])
     wav += 1e-4 * rng.standard_normal(len(wav)).astype(np.float32)
     f0, voiced = extractor.raw(wav)
     np.testing.assert_array_equal(voiced, f0 > 0)
     assert not voiced.all() and voiced.any()  # the gap is unvoiced
-    np.testing.assert_array_equal(extractor(wav), interpolate_unvoiced(f0)[0])
+    np.testing.assert_array_equal(extractor(wav), extractor.fill(f0)[0])
+    # the official extractors interpolate; YIN holds the last voiced value, as the engine does
+    expected = hold_unvoiced if extractor.name == "yin" else interpolate_unvoiced
+    np.testing.assert_array_equal(extractor.fill(f0)[0], expected(f0)[0])
 
 
 def test_dio_is_the_official_pipeline() -> None:
@@ -124,8 +128,69 @@ def test_shift_f0() -> None:
     assert shift_f0(100.0, 7) == pytest.approx(100 * 2 ** (7 / 12))
 
 
+def test_hold_unvoiced() -> None:
+    f0, uv = hold_unvoiced(np.array([0, 100, 0, 0, 200, 0], dtype=np.float64))
+    np.testing.assert_array_equal(f0, [100, 100, 100, 100, 200, 200])  # before the first: the first value
+    np.testing.assert_array_equal(uv, [0, 1, 0, 0, 1, 0])
+    assert not hold_unvoiced(np.zeros(4))[0].any() and hold_unvoiced(np.zeros(0))[0].shape == (0,)
+
+
+# ---- YIN (the low-latency voices): training's values are the engine's -------------------------
+
+def _speechlike(seconds: float, seed: int) -> np.ndarray:
+    """A gliding harmonic voice with pauses and noise, 24 kHz."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    f0 = 140 * 2 ** (np.sin(np.arange(n) / SR * 2.1) * 0.6)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    voice = sum(np.sin(k * phase) / k for k in range(1, 6))
+    gate = (np.sin(np.arange(n) / SR * 2 * np.pi * 0.7) > -0.5).astype(np.float64)
+    return (0.2 * voice * gate + 0.002 * rng.standard_normal(n)).astype(np.float32)
+
+
+def test_yin_is_the_engines_yin_frames_in_any_chunking() -> None:
+    wav = _speechlike(1.5, seed=0)
+    f0, voiced = YinPitch().raw(wav)
+    n = len(wav) // 128
+    assert f0.shape == (n,) and f0.dtype == np.float32 and voiced.any() and not voiced.all()
+    stream = np.concatenate([np.zeros(SPAN - WINDOW_END, np.float32), wav])  # frame k: stream[128 k, 128 k + SPAN)
+    rng = np.random.default_rng(1)
+    chunks, k = [], 0
+    while k < n:
+        m = int(min(n - k, rng.integers(1, 40)))
+        chunks.append(yin_frames(stream[128 * k: 128 * (k + m - 1) + SPAN], k, m))
+        k += m
+    np.testing.assert_array_equal(np.concatenate(chunks), f0)  # bit-identical, not rounded
+
+
+def test_yin_tracks_a_glide_within_a_few_cents() -> None:
+    t = np.arange(int(1.0 * SR)) / SR
+    freq = 150 * 2 ** (t / 1.0)  # one octave per second, upwards
+    wav = (0.4 * np.sin(2 * np.pi * np.cumsum(freq) / SR)).astype(np.float32)
+    f0, voiced = YinPitch().raw(wav)
+    k = np.arange(len(f0))
+    inner = slice(10, -2)  # the first window is mostly the zeros before the stream
+    assert voiced[inner].all()
+    # the estimate is about the newest INTEGRATION samples: their middle, 256 samples before the window end
+    centre = np.clip(128 * k + 64 - 256, 0, None)
+    cents = 1200 * np.log2(f0[inner] / (150 * 2 ** (centre[inner] / SR)))
+    assert np.abs(cents).max() < 5, np.abs(cents).max()
+
+
+def test_yin_agrees_with_librosa_on_a_steady_tone() -> None:
+    import librosa
+
+    wav = tone(233.0, 1.0)
+    ours, voiced = YinPitch().raw(wav)
+    ref = librosa.yin(wav.astype(np.float64), fmin=50, fmax=1100, sr=SR, frame_length=1024, hop_length=128)
+    inner = slice(10, -10)
+    assert voiced[inner].all()
+    assert np.abs(1200 * np.log2(ours[inner] / np.median(ref[4:-4]))).max() < 10
+
+
 def test_factory() -> None:
     assert isinstance(make_pitch_extractor("dio"), DioPitch)
+    assert isinstance(make_pitch_extractor("yin"), YinPitch)
     with pytest.raises(ValueError, match="dio"):
         make_pitch_extractor("crepe")
 

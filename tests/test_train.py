@@ -183,6 +183,43 @@ def test_bounded_right_context_trains_networks_that_look_that_far_ahead(work, da
     assert len(err) == 1 and "content.right_context=0" in err[0] and "1 frames of right context" in err[0]
 
 
+def test_prepare_with_a_mel_framed_ppg_and_yin_gives_one_unit_per_mel_frame(tmp_path, one_torch_thread):
+    """The low-latency front ends: a PPG on the mel grid reads the 24 kHz audio (no resampling) and
+    gives content frame j for mel frame j; YIN's f0 is the engine's, held through unvoiced frames."""
+    from models.content import load_content_encoder
+    from models.content.ppg import PPGConfig, PPGEncoder
+    from models.pitch import YinPitch, hold_unvoiced
+    from models.train.config import load_config
+    from models.train.dataset import AcousticItems, content_rate, item_tensors, read_list
+
+    torch.manual_seed(0)
+    enc_path = tmp_path / "ppg-mel.pt"
+    PPGEncoder(PPGConfig(width=16, channels=16, kernels=(3,), dilations=(1,), framing="mel",
+                         right_context=1)).eval().save(enc_path)
+    data = write_speakers(tmp_path / "data", {"alto": (220.0, 0.6)}, files=2)
+    work = tmp_path / "work"
+    assert run_cli("prepare", data, work, "--content", enc_path, "--f0", "yin", "--size", "tiny", "-q") == 0
+    cfg = load_config(work / "config.yaml")
+    assert content_rate(cfg) == (128, 24000) and cfg["data"]["f0_extractor"] == "yin"
+    enc = load_content_encoder(enc_path)
+    names = read_list(work, "train") + read_list(work, "val")
+    for name in names:
+        item = work / "data" / name
+        audio, mel, units = (np.load(item / f"{k}.npy") for k in ("audio", "mel", "units"))
+        assert units.shape == (len(mel), 16)  # one content frame per mel frame
+        with torch.no_grad():
+            expected = enc(enc.stream_input(torch.from_numpy(audio)[None]))[0].numpy()
+        np.testing.assert_allclose(units, expected, atol=1e-5)
+        raw, _ = YinPitch().raw(audio)
+        np.testing.assert_array_equal(np.load(item / "f0.npy"), hold_unvoiced(raw)[0])
+        feats = item_tensors(work, cfg, name)
+        assert torch.equal(feats["units"][0], torch.from_numpy(units))  # aligned = identity
+    crop = AcousticItems(work, names[:1], cfg["spk"], 0, 32, 0.0, "nearest", content_rate(cfg))[(0, 0)]
+    whole = item_tensors(work, cfg, names[0])
+    start = int(np.flatnonzero((whole["mel"][0] == crop["mel"][0]).all(-1))[0])
+    assert torch.equal(crop["units"], whole["units"][0, start:start + 32])  # crops keep units and mels together
+
+
 # ------------------------------------------------------------------------------------------ training
 
 def test_teacher_loss_falls(teacher_ckpt):

@@ -6,7 +6,17 @@ import sys
 from pathlib import Path
 
 
+def _frames(text: str) -> int:
+    """argparse type: a non-negative number of frames."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
+    from models.content.ppg import FRAMINGS
+
     parser = argparse.ArgumentParser(prog="python -m models.demo", description=__doc__)
     sub = parser.add_subparsers(dest="stage", required=True)
     data = sub.add_parser("data", help="synthesise the labelled corpus into WORK/data (resumable)")
@@ -21,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     ppg.add_argument("--steps", type=int, default=0, help="stop at this total step count (0: no limit)")
     ppg.add_argument("--seed", type=int, default=0)
     ppg.add_argument("--threads", type=int, default=2)
+    ppg.add_argument("--framing", choices=tuple(FRAMINGS), default=None,
+                     help="a new encoder's frames: contentvec (16 kHz, 20 ms hop; the default) or mel (24 kHz, "
+                          "one frame per mel frame, no resampler: the low-latency voices); a resumed run keeps its own")
+    ppg.add_argument("--right-context", type=_frames, default=None,
+                     help="a new encoder's lookahead in content frames (default 2); a resumed run keeps its own")
     ev = sub.add_parser("ppg-eval", help="score WORK/ppg/ppg.pt on the held-out test sets")
     ev.add_argument("work", type=Path)
     ev.add_argument("--checkpoint", type=Path, default=None, help="default WORK/ppg/ppg.pt")
@@ -43,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             print("done: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in sorted(totals.items())))
         elif args.stage == "ppg":
             from models.demo.ppg_train import train
-            train(args.work, minutes=args.minutes, max_steps=args.steps, seed=args.seed, threads=args.threads)
+            train(args.work, minutes=args.minutes, max_steps=args.steps, seed=args.seed, threads=args.threads,
+                  framing=args.framing, right_context=args.right_context)
         elif args.stage == "targets":
             from models.demo.targets import TARGET_VOICES, make_targets
             totals = make_targets(args.work, args.minutes_per_voice, tuple(args.voices or TARGET_VOICES), args.seed,

@@ -10,16 +10,16 @@ import scipy.signal as sps
 import soundfile as sf
 import soxr
 
-SAMPLE_RATE = 16000
+from models.demo.corpus import SAMPLE_RATE
 
 
-def load_room_responses(folder: Path) -> list[np.ndarray]:
-    """Impulse responses at 16 kHz, mono, starting at their direct-path peak, unit energy."""
+def load_room_responses(folder: Path, sample_rate: int = SAMPLE_RATE) -> list[np.ndarray]:
+    """Impulse responses at `sample_rate`, mono, starting at their direct-path peak, unit energy."""
     out = []
     for path in sorted(folder.glob("*.wav")):
         ir, rate = sf.read(path, dtype="float32", always_2d=True)
-        ir = soxr.resample(ir.mean(axis=1), rate, SAMPLE_RATE)
-        ir = ir[int(np.argmax(np.abs(ir))):][: SAMPLE_RATE]  # at most 1 s of tail
+        ir = soxr.resample(ir.mean(axis=1), rate, sample_rate)
+        ir = ir[int(np.argmax(np.abs(ir))):][: sample_rate]  # at most 1 s of tail
         out.append((ir / (np.sqrt(np.sum(ir ** 2)) + 1e-9)).astype(np.float32))
     return out
 
@@ -27,9 +27,10 @@ def load_room_responses(folder: Path) -> list[np.ndarray]:
 class Augmenter:
     """`warp()` picks a resampling factor; `colour()` applies room, EQ, noise and gain to a crop."""
 
-    def __init__(self, rng: np.random.Generator, room_responses: list[np.ndarray]):
+    def __init__(self, rng: np.random.Generator, room_responses: list[np.ndarray], sample_rate: int = SAMPLE_RATE):
         self.rng = rng
-        self.rooms = room_responses
+        self.rooms = room_responses  # at `sample_rate`
+        self.sample_rate = sample_rate
 
     def warp_factor(self) -> float:
         """Source samples per output sample: > 1 speeds up and raises formants and pitch together
@@ -56,7 +57,7 @@ class Augmenter:
             x = sps.lfilter([1.0, -a], [1.0], x).astype(np.float32)
         if rng.random() < 0.2:  # band limit (telephone, cheap mics)
             low, high = rng.uniform(60, 300), rng.uniform(3400, 7600)
-            sos = sps.butter(4, [low, high], btype="bandpass", fs=SAMPLE_RATE, output="sos")
+            sos = sps.butter(4, [low, high], btype="bandpass", fs=self.sample_rate, output="sos")
             x = sps.sosfilt(sos, x).astype(np.float32)
         power = float(np.mean(x ** 2)) + 1e-9
         if rng.random() < 0.5:

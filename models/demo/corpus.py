@@ -1,4 +1,6 @@
-"""The synthesised corpus in memory at 16 kHz, for training and scoring the PPG encoder."""
+"""The synthesised corpus in memory at the PPG encoder's rate (16 kHz for ContentVec's framing, 24 kHz
+for the "mel" framing), for training and scoring it. Utterances stored at another rate are resampled
+(soxr) on loading."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,18 +11,19 @@ import soxr
 
 from models.demo.utterance import Utterance, read_audio, read_meta
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 16000  # the default: ContentVec's framing
 
 
 @dataclass
 class Clip:
-    """One utterance at 16 kHz: int16 audio and its phone segmentation in 16 kHz samples."""
+    """One utterance at `sample_rate`: int16 audio and its phone segmentation in samples of that rate."""
 
     id: str
     speaker: str
     audio: np.ndarray     # int16 [N]
     phones: np.ndarray    # int64 [S]
     ends: np.ndarray      # float64 [S], increasing, last = N
+    sample_rate: int = SAMPLE_RATE
 
     def labels_at(self, positions: np.ndarray) -> np.ndarray:
         """Phone class at each (fractional) sample position; past the end -> the last phone."""
@@ -31,16 +34,17 @@ class Clip:
         return self.audio.astype(np.float32) / 32768.0
 
 
-def load_clip(json_path: Path) -> Clip:
+def load_clip(json_path: Path, sample_rate: int = SAMPLE_RATE) -> Clip:
+    """One stored utterance at `sample_rate` (resampled with soxr when stored at another rate)."""
     meta: Utterance = read_meta(json_path)
     audio = read_audio(json_path)
-    if meta.sample_rate != SAMPLE_RATE:
-        audio = soxr.resample(audio, meta.sample_rate, SAMPLE_RATE)
-    scale = SAMPLE_RATE / meta.sample_rate
+    if meta.sample_rate != sample_rate:
+        audio = soxr.resample(audio, meta.sample_rate, sample_rate)
+    scale = sample_rate / meta.sample_rate
     ends = np.asarray(meta.ends, dtype=np.float64) * scale
     ends[-1] = len(audio)
     pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
-    return Clip(meta.id, meta.speaker, pcm, np.asarray(meta.phones, dtype=np.int64), ends)
+    return Clip(meta.id, meta.speaker, pcm, np.asarray(meta.phones, dtype=np.int64), ends, sample_rate)
 
 
 def split_files(data: Path, split: str) -> list[Path]:
@@ -52,10 +56,10 @@ def split_files(data: Path, split: str) -> list[Path]:
 
 
 class ClipStore:
-    """Clips of one split, loaded once; `refresh()` adds the utterances written since."""
+    """Clips of one split at `sample_rate`, loaded once; `refresh()` adds the utterances written since."""
 
-    def __init__(self, data: Path, split: str):
-        self.data, self.split = data, split
+    def __init__(self, data: Path, split: str, sample_rate: int = SAMPLE_RATE):
+        self.data, self.split, self.sample_rate = data, split, sample_rate
         self.clips: list[Clip] = []
         self._seen: set[str] = set()
 
@@ -63,10 +67,10 @@ class ClipStore:
         """Load new utterances; -> how many were added."""
         new = [p for p in split_files(self.data, self.split) if p.stem not in self._seen]
         for path in new:
-            self.clips.append(load_clip(path))
+            self.clips.append(load_clip(path, self.sample_rate))
             self._seen.add(path.stem)
         return len(new)
 
     @property
     def seconds(self) -> float:
-        return sum(len(c.audio) for c in self.clips) / SAMPLE_RATE
+        return sum(len(c.audio) for c in self.clips) / self.sample_rate

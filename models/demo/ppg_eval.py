@@ -2,7 +2,9 @@
 
     python -m models.demo ppg-eval WORK [--checkpoint PATH]
 
-- top-1 / top-3 frame accuracy (40 phone classes, label = phone at the frame centre) per test set;
+- top-1 / top-3 frame accuracy (40 phone classes, label = phone at the sample the frame describes:
+  its window centre, or the mel frame's position for the "mel" framing) per test set, read at the
+  encoder's rate;
 - speaker identification by logistic regression on single frames, from the encoder's content features
   (its log-posteriors) and from the 80-bin log-mel it starts from: trained on half of each speaker's
   utterances, scored on the other half. Content features should identify speakers far worse than mels.
@@ -61,7 +63,7 @@ def evaluate(work: Path, checkpoint: Path | None = None) -> dict:
     content: dict[str, list[np.ndarray]] = {}
     mels: dict[str, list[np.ndarray]] = {}
     for name in TEST_SETS:
-        store = ClipStore(work / "data", name)
+        store = ClipStore(work / "data", name, model.sample_rate)
         if store.refresh() == 0:
             raise FileNotFoundError(f"test set {name} is empty: run the data command first")
         top1, top3 = frame_accuracy(model, store.clips)

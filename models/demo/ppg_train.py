@@ -1,14 +1,20 @@
 """Train the PPG content encoder (models.content.ppg.PPGEncoder) on the synthesised corpus.
 
-    python -m models.demo ppg WORK [--minutes 60] [--steps N]
+    python -m models.demo ppg WORK [--minutes 60] [--steps N] [--framing contentvec|mel] [--right-context R]
 
 Resumable: WORK/ppg/state.pt (model, optimiser, step, RNG) is written every CHECKPOINT_SECONDS
 and at the end, with WORK/ppg/ppg.pt (the encoder alone, `load_ppg`-able) beside it; a new run
 continues from state.pt. New utterances from a data command still running are picked up every
 REFRESH_SECONDS. Log lines go to stdout and WORK/ppg/train.log.
+
+`--framing` / `--right-context` choose the encoder of a new run (`encoder_config`; default ContentVec's
+framing with RIGHT_CONTEXT); a resumed run keeps its state's and refuses others. The corpus is read at
+the encoder's rate, and every frame is labelled with the phone at the sample it describes
+(`ContentEncoder.labelled_samples`: the window centre, or the mel frame's own position for "mel").
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -25,7 +31,7 @@ from models.demo.augment import Augmenter, load_room_responses
 from models.demo.corpus import Clip, ClipStore
 from models.demo.phones import PHONES, SIL
 
-CROP_SAMPLES = 32000            # 2 s of 16 kHz audio per training example
+CROP_SECONDS = 2.0              # audio per training example
 BATCH = 16
 LR, LR_MIN, WARMUP, HALF_LIFE = 2e-3, 1e-4, 200, 600
 LABEL_SMOOTHING = 0.05
@@ -40,26 +46,42 @@ ENCODER = PPGConfig(width=len(PHONES), channels=192, kernels=(5, 5, 5, 5, 3, 3),
                     right_context=RIGHT_CONTEXT)
 
 
+def encoder_config(framing: str | None = None, right_context: int | None = None) -> PPGConfig:
+    """ENCODER with another framing and/or right context (None: ENCODER's)."""
+    changes = {k: v for k, v in (("framing", framing), ("right_context", right_context)) if v is not None}
+    return dataclasses.replace(ENCODER, **changes)
+
+
+def crop_samples(model: PPGEncoder) -> int:
+    """Samples of one training crop at the encoder's rate."""
+    return int(round(CROP_SECONDS * model.sample_rate))
+
+
 def learning_rate(step: int) -> float:
     warm = min(1.0, (step + 1) / WARMUP)
     return max(LR_MIN, LR * warm * 0.5 ** (max(0, step - WARMUP) / HALF_LIFE))
 
 
-def make_batch(clips: list[Clip], aug: Augmenter, rng: np.random.Generator, n_frames: int, hop: int,
-               window: int, batch: int = BATCH) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random augmented 2 s crops -> audio [B, CROP_SAMPLES], labels [B, n_frames] (frame centres)."""
-    audio = np.zeros((batch, CROP_SAMPLES), dtype=np.float32)
+def make_batch(clips: list[Clip], aug: Augmenter, rng: np.random.Generator, model: PPGEncoder,
+               batch: int = BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random augmented crops -> audio [B, crop_samples], labels [B, T_c] (the phone at each frame's
+    labelled sample). The clips must be at the encoder's rate."""
+    n_samples = crop_samples(model)
+    n_frames = model.num_frames(n_samples)
+    audio = np.zeros((batch, n_samples), dtype=np.float32)
     labels = np.full((batch, n_frames), SIL, dtype=np.int64)
-    centres = np.arange(n_frames) * hop + window / 2
+    positions = model.labelled_samples(np.arange(n_frames))
     for b in range(batch):
         clip = clips[rng.integers(len(clips))]
+        if clip.sample_rate != model.sample_rate:
+            raise ValueError(f"clip {clip.id} is at {clip.sample_rate} Hz, the encoder reads {model.sample_rate} Hz")
         factor = aug.warp_factor()
-        span = int(math.ceil(CROP_SAMPLES * factor)) + 2
+        span = int(math.ceil(n_samples * factor)) + 2
         start = int(rng.integers(0, max(1, len(clip.audio) - span)))
         source = clip.float_audio()[start: start + span]
         source = np.pad(source, (0, span - len(source)))
-        audio[b] = aug.colour(aug.resample(source, factor, CROP_SAMPLES))
-        labels[b] = clip.labels_at(start + centres * factor)
+        audio[b] = aug.colour(aug.resample(source, factor, n_samples))
+        labels[b] = clip.labels_at(start + positions * factor)
     return torch.from_numpy(audio), torch.from_numpy(labels)
 
 
@@ -87,8 +109,7 @@ def frame_accuracy(model: PPGEncoder, clips: list[Clip]) -> tuple[float, float]:
         if x.shape[1] < model.window:
             continue
         logits = model.logits(x)[0]
-        centres = np.arange(logits.shape[0]) * model.hop + model.window / 2
-        target = torch.from_numpy(clip.labels_at(centres))
+        target = torch.from_numpy(clip.labels_at(model.labelled_samples(np.arange(logits.shape[0]))))
         top3 = logits.topk(3, dim=-1).indices
         hits1 += int((top3[:, 0] == target).sum())
         hits3 += int((top3 == target[:, None]).any(dim=-1).sum())
@@ -115,8 +136,10 @@ def load_state(path: Path) -> dict[str, Any]:
 
 
 def train(work: Path, minutes: float = 60.0, max_steps: int = 0, seed: int = 0, threads: int = 2,
-          log_every: int = 25) -> PPGEncoder:
-    """Train for `minutes` of wall clock (or until `max_steps` total). -> the encoder (eval mode)."""
+          log_every: int = 25, framing: str | None = None, right_context: int | None = None) -> PPGEncoder:
+    """Train for `minutes` of wall clock (or until `max_steps` total). -> the encoder (eval mode).
+
+    `framing` / `right_context`: the new encoder's (see `encoder_config`); a resumed run must match."""
     torch.set_num_threads(threads)
     data, folder = work / "data", work / "ppg"
     folder.mkdir(parents=True, exist_ok=True)
@@ -128,31 +151,35 @@ def train(work: Path, minutes: float = 60.0, max_steps: int = 0, seed: int = 0, 
         logfile.write(line + "\n")
         logfile.flush()
 
-    train_clips = ClipStore(data, "train")
-    if train_clips.refresh() == 0:
-        raise FileNotFoundError(f"no training utterances in {data / 'train'}: run `python -m models.demo data {work}` first")
-    valid = {name: ClipStore(data, name) for name in ("kokoro-heldout", "flite")}
-    for store in valid.values():
-        store.refresh()
-    rooms = load_room_responses(work / "downloads" / "impulses")
-
     state_path = folder / "state.pt"
     if state_path.exists():
         state = load_state(state_path)
         model = PPGEncoder.from_checkpoint(state["model"])
+        asked = encoder_config(framing, right_context)
+        for name, given in (("framing", framing), ("right_context", right_context)):
+            if given is not None and getattr(model.config, name) != getattr(asked, name):
+                raise CheckpointError(f"{state_path} trains an encoder with {name} {getattr(model.config, name)!r}, "
+                                      f"not {given!r}: use another WORK folder for a new encoder")
         step, cpu_before = int(state["step"]), float(state.get("cpu_seconds", 0.0))
         rng = np.random.default_rng()
         rng.bit_generator.state = state["rng"]
     else:
         state, step, cpu_before = None, 0, 0.0
         torch.manual_seed(seed)
-        model = PPGEncoder(ENCODER)
+        model = PPGEncoder(encoder_config(framing, right_context))
         rng = np.random.default_rng(seed)
+    rate = model.sample_rate
+    train_clips = ClipStore(data, "train", rate)
+    if train_clips.refresh() == 0:
+        raise FileNotFoundError(f"no training utterances in {data / 'train'}: run `python -m models.demo data {work}` first")
+    valid = {name: ClipStore(data, name, rate) for name in ("kokoro-heldout", "flite")}
+    for store in valid.values():
+        store.refresh()
+    rooms = load_room_responses(work / "downloads" / "impulses", rate)
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-2)
     if state is not None:
         opt.load_state_dict(state["optimizer"])
-    aug = Augmenter(rng, rooms)
-    n_frames = model.num_frames(CROP_SAMPLES)
+    aug = Augmenter(rng, rooms, rate)
     log(f"step {step}: {len(train_clips.clips)} clips ({train_clips.seconds / 60:.1f} min), config {model.config}, "
         f"receptive field {model.receptive_field}, {sum(p.numel() for p in model.parameters())} parameters")
 
@@ -161,7 +188,7 @@ def train(work: Path, minutes: float = 60.0, max_steps: int = 0, seed: int = 0, 
     last_ckpt = last_refresh = t_start
     running = []
     while True:
-        audio, labels = make_batch(train_clips.clips, aug, rng, n_frames, model.hop, model.window, BATCH)
+        audio, labels = make_batch(train_clips.clips, aug, rng, model, BATCH)
         running.append(train_step(model, opt, audio, labels, learning_rate(step)))
         step += 1
         if step % log_every == 0:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from models.cli import run_command
+from models.pitch import EXTRACTORS
 from models.train.errors import TrainError
 
 STAGES = ("teacher", "distill", "vocoder")
@@ -34,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("work_dir", type=Path)
     q.add_argument("--content", help="content encoder: ContentVec (fairseq .pt / HF folder) or a PPG encoder .pt "
                                      "(required on the first run)")
-    q.add_argument("--f0", choices=("dio", "fcpe"), help="F0 extractor (default dio, official)")
+    q.add_argument("--f0", choices=tuple(EXTRACTORS),
+                   help="F0 extractor (default dio, official; yin: frame-local, no lookahead, for "
+                        "low-latency voices)")
     q.add_argument("--size", choices=("tiny", "demo", "official"), default="official",
                    help="network size preset written to the new config (default official)")
     q.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")

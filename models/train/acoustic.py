@@ -18,7 +18,7 @@ from models.audio import HOP
 from models.checkpoints import CheckpointError, load_yaml
 from models.comosvc import CoMoSVC, LoadedModel, load_official, model_from_config
 from models.train.checkpoint_io import newest_vocoder, read_resume, write_acoustic
-from models.train.dataset import AcousticItems, item_tensors, read_list
+from models.train.dataset import AcousticItems, content_rate, item_tensors, read_list
 from models.train.distill import DistillObjective
 from models.train.errors import TrainError
 from models.train.logger import TrainLogger
@@ -98,7 +98,8 @@ class AcousticStage(Stage):
         names = read_list(self.work_dir, "train")
         self._check_speakers(names)
         ds = AcousticItems(self.work_dir, names, self.cfg["spk"], int(self.cfg["train"]["seed"]), frames,
-                           float(self.cfg["train"]["aug_prob"]), self.cfg["data"]["unit_interpolate_mode"])
+                           float(self.cfg["train"]["aug_prob"]), self.cfg["data"]["unit_interpolate_mode"],
+                           content_rate(self.cfg))
         return ds, int(self.cfg["train"]["batch_size"])
 
     def _check_speakers(self, names: list[str]) -> None:

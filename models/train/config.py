@@ -19,6 +19,7 @@ import yaml
 
 from models.audio import HOP, SAMPLE_RATE
 from models.checkpoints import CheckpointError, load_yaml
+from models.pitch import EXTRACTORS
 from models.train.errors import TrainError
 
 CONFIG_NAME = "config.yaml"
@@ -175,8 +176,9 @@ def validate(cfg: dict[str, Any], source: str = CONFIG_NAME) -> dict[str, Any]:
     if not isinstance(discs, list) or not discs or any(d not in DISCRIMINATORS for d in discs):
         raise TrainError(f"{source}: vocoder_train.discriminators must be a non-empty list of "
                          f"{', '.join(DISCRIMINATORS)}, got {discs!r}")
-    if get(cfg, "data.f0_extractor") not in ("dio", "fcpe"):
-        raise TrainError(f"{source}: data.f0_extractor must be dio or fcpe, got {get(cfg, 'data.f0_extractor')!r}")
+    if get(cfg, "data.f0_extractor") not in EXTRACTORS:
+        raise TrainError(f"{source}: data.f0_extractor must be one of {', '.join(EXTRACTORS)}, "
+                         f"got {get(cfg, 'data.f0_extractor')!r}")
     spk = cfg.get("spk")
     if not isinstance(spk, dict) or any(not isinstance(v, int) for v in spk.values()):
         raise TrainError(f"{source}: spk must map speaker names to integer ids, got {spk!r}")

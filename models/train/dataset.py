@@ -66,9 +66,9 @@ class AcousticItems(_Items):
     keys = ("units", "f0", "volume", "mel", "aug_mel", "aug_vol", "aug")
 
     def __init__(self, work_dir: Path, names: list[str], speakers: dict[str, int], seed: int, frames: int,
-                 aug_prob: float, unit_mode: str) -> None:
+                 aug_prob: float, unit_mode: str, content_rate: tuple[int, int]) -> None:
         super().__init__(work_dir, names, speakers, seed)
-        self.frames, self.aug_prob, self.unit_mode = frames, aug_prob, unit_mode
+        self.frames, self.aug_prob, self.unit_mode, self.content_rate = frames, aug_prob, unit_mode, content_rate
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         from models.content import align_units
@@ -77,7 +77,7 @@ class AcousticItems(_Items):
         rng = self._rng(index, epoch)
         item = load_item(self.work_dir, self.names[index], self.keys)
         n = len(item["mel"])
-        units = align_units(torch.from_numpy(item["units"])[None], n, self.unit_mode)[0]
+        units = align_units(torch.from_numpy(item["units"])[None], n, self.unit_mode, self.content_rate)[0]
         use_aug = rng.random() < self.aug_prob
         shift = float(item["aug"][0]) if use_aug else 0.0
         mel = item["aug_mel"] if use_aug else item["mel"]
@@ -163,6 +163,11 @@ def seconds_of_audio(work_dir: Path, names: list[str]) -> float:
     return total / SAMPLE_RATE
 
 
+def content_rate(cfg: dict[str, Any]) -> tuple[int, int]:
+    """(hop, sample_rate) of the prepared units' frames (`prepare` records the encoder's)."""
+    return int(cfg["data"]["encoder_hop_size"]), int(cfg["data"]["encoder_sample_rate"])
+
+
 def item_tensors(work_dir: Path, cfg: dict[str, Any], name: str, device: torch.device | str = "cpu",
                  ) -> dict[str, torch.Tensor]:
     """A whole prepared item as a batch of one: units [1,T,C] (aligned), f0 [1,T], volume [1,T],
@@ -172,7 +177,8 @@ def item_tensors(work_dir: Path, cfg: dict[str, Any], name: str, device: torch.d
     item = load_item(work_dir, name, ("units", "f0", "uv", "volume", "mel", "audio"))
     n = len(item["mel"])
     out = {k: torch.from_numpy(item[k].astype(np.float32))[None] for k in ("f0", "uv", "volume", "mel", "audio")}
-    out["units"] = align_units(torch.from_numpy(item["units"])[None], n, cfg["data"]["unit_interpolate_mode"])
+    out["units"] = align_units(torch.from_numpy(item["units"])[None], n, cfg["data"]["unit_interpolate_mode"],
+                               content_rate(cfg))
     out["speaker"] = torch.tensor([cfg["spk"][name.split("/")[0]]])
     return {k: v.to(device) for k, v in out.items()}
 

@@ -6,7 +6,8 @@ cut at silences (runs below `data.silence_db` of at least `data.min_silence_ms`,
 normalised (RMS to `data.target_rms_db`, peak capped at `data.peak`; null = the official peak
 normalisation only) and turned into one item folder per slice:
 
-    WORK_DIR/data/<speaker>/<stem>-<k>/  audio.npy [N] f32 · units.npy [T_c, C] (content frames, 50 Hz)
+    WORK_DIR/data/<speaker>/<stem>-<k>/  audio.npy [N] f32 · units.npy [T_c, C] (content frames at the
+        encoder's rate: 50 Hz for ContentVec, one per mel frame for the PPG's "mel" framing)
         f0.npy [T] Hz (unvoiced interpolated) · uv.npy [T] · volume.npy [T] · mel.npy [T, 80]
         aug_mel.npy [T, 80] · aug_vol.npy [T] · aug.npy [keyshift semitones, log10 gain]
 
@@ -125,21 +126,16 @@ def _init_worker(cfg: dict[str, Any]) -> None:
 
 def item_features(wav: np.ndarray, name: str) -> dict[str, np.ndarray]:
     """One slice wav [N] 24 kHz -> every feature of FEATURES (uses the worker's encoder/extractor)."""
-    import soxr
     import torch
 
     from models.audio import mel_spectrogram, rms_volume
-    from models.pitch import interpolate_unvoiced
 
     cfg, encoder, pitch = _WORKER["cfg"], _WORKER["content"], _WORKER["pitch"]
     n = len(wav) // HOP * HOP
     wav = np.ascontiguousarray(wav[:n], dtype=np.float32)
-    wav16 = soxr.resample(wav, SAMPLE_RATE, encoder.sample_rate, quality="HQ").astype(np.float32)
-    if len(wav16) < encoder.window:
-        wav16 = np.pad(wav16, (0, encoder.window - len(wav16)))
     x = torch.from_numpy(wav)[None]
     with torch.no_grad():
-        units = encoder(torch.from_numpy(wav16)[None])[0].numpy()
+        units = encoder(torch.from_numpy(encoder.encoder_input(wav))[None])[0].numpy()
         mel = mel_spectrogram(x)[0].numpy()
         volume = rms_volume(x)[0].numpy()
         # key-shift augmentation, precomputed once per item (spec §3)
@@ -151,7 +147,7 @@ def item_features(wav: np.ndarray, name: str) -> dict[str, np.ndarray]:
         aug_mel = mel_spectrogram(aug, keyshift=k)[0].numpy()
         aug_vol = rms_volume(aug)[0].numpy()
     raw, _ = pitch.raw(wav)
-    f0, uv = interpolate_unvoiced(raw)
+    f0, uv = pitch.fill(raw)
     return {"audio": wav, "units": units.astype(np.float32), "f0": f0, "uv": uv, "volume": volume,
             "mel": mel, "aug_mel": aug_mel, "aug_vol": aug_vol, "aug": np.array([k, g], dtype=np.float32)}
 
@@ -253,6 +249,7 @@ def _describe_encoder(cfg: dict[str, Any]) -> None:
     check_content_right_context(cfg, None if rf is None else int(rf[1]))
     cfg["data"]["encoder"] = "vec768l12" if enc.kind == "contentvec" else enc.kind
     cfg["data"]["encoder_out_channels"] = int(enc.width)
+    cfg["data"]["encoder_hop_size"], cfg["data"]["encoder_sample_rate"] = (int(v) for v in enc.frame_rate)
 
 
 def split_items(items: dict[str, list[str]], val_per_speaker: int, seed: int) -> tuple[list[str], list[str]]:
