@@ -4,7 +4,8 @@ Features (F0, loudness, content units) come from `NeuralCore`'s feature machiner
 they are final (frame k once the input reaches 128 k + `feature_lookahead_samples`), so each frame's
 features never change.
 Each block then runs `decoder_stateful.onnx` on the new frames and `vocoder_stateful.onnx` on the mel
-frames that became final, carrying every convolution's state, the frame position and the harmonic
+frames that became final (and, for a PPG pack, `content_stateful.onnx` on the new audio: content
+frames come out final, `delay` frames late, without re-reading the encoder's left context), carrying every convolution's state, the frame position and the harmonic
 phase between blocks (exporters/stateful.py). Nothing is recomputed and nothing is crossfaded: the
 output is the whole-file conversion, however the input is chunked, delayed by
 
@@ -19,6 +20,8 @@ On CUDA / TensorRT the states stay on the device between blocks (IO binding, `_D
 CPU they are plain arrays.
 """
 from __future__ import annotations
+
+from fractions import Fraction
 
 import numpy as np
 
@@ -95,6 +98,15 @@ class StatefulCore(NeuralCore):
         self.vocoder = StatefulGraphRunner(sessions["vocoder_stateful"], manifest.stateful["vocoder_stateful"])
         self.decoder_delay = int(round(manifest.stateful["decoder_stateful"].delay_frames))
         self.vocoder_delay = int(manifest.stateful["vocoder_stateful"].delay_samples)
+        self.content = None
+        if "content_stateful" in sessions:
+            graph = manifest.stateful["content_stateful"]
+            self.content = StatefulGraphRunner(sessions["content_stateful"], graph)
+            per_frame = Fraction(int(manifest.content["hop"]) * MODEL_RATE, int(manifest.content["sample_rate"]))
+            delay = graph.delay_samples / per_frame
+            if delay.denominator != 1:
+                raise ValueError(f"voice pack {manifest.name!r}: content_stateful's delay is not whole content frames")
+            self.content_delay_frames = int(delay)
         self._fallback_lookahead = int(lookahead_frames)
         super().__init__(manifest, sessions, lookahead_frames=0, crossfade_frames=0, context_ms=context_ms,
                          pitch=pitch, speaker=speaker, seed=seed)
@@ -128,6 +140,9 @@ class StatefulCore(NeuralCore):
         super().reset()
         self.decoder.reset()
         self.vocoder.reset()
+        if self.content is not None:
+            self.content.reset()
+        self._content_fed = 0                        # encoder input samples given to content_stateful
         self._fed = 0                                # frames given to the decoder
         self._voiced = 0                             # frames given to the vocoder
         self._mel = History(_KEEP_FRAMES, self.n_mels)
@@ -143,6 +158,26 @@ class StatefulCore(NeuralCore):
         super()._reserve(samples)
         for history in (self._mel, self._f0_used):
             history.reserve(samples // HOP + 64)
+
+    # ------------------------------------------------------------------ features
+    def _update_units(self, need_start: int) -> None:
+        """With content_stateful: the new whole hops of encoder input through it; the frames that come
+        out are final. (Encoder input sample i is the content stream's sample i + offset.)"""
+        if self.content is None:
+            super()._update_units(need_start)
+            return
+        hop, shift = self.content_hop, self.content_offset + self._content_delay
+        n = (self._content_audio.end - shift - self._content_fed) // hop
+        if n <= 0:
+            return
+        start = self._content_fed + shift
+        units = self.content.run({"audio": self._content_audio.read(start, start + n * hop)[None]})[0]
+        first = self._content_fed // hop - self.content_delay_frames   # content frame of units[0]
+        skip = max(0, -first)
+        if n > skip:
+            self._units.write(first + skip, units[skip:])
+        self._units_final = max(self._units_final, first + n)
+        self._content_fed += n * hop
 
     # ------------------------------------------------------------------ synthesis
     def _decode(self, stop: int) -> None:

@@ -172,8 +172,9 @@ def open_neural_core(manifest: VoiceManifest, settings: Settings, prefer: Sequen
     if stateful is None:
         stateful = bool(manifest.stateful)
     if stateful:
+        content = "content_stateful" if "content_stateful" in manifest.stateful else "content"
         sessions = open_sessions(manifest, prefer, threads,
-                                 names=("content", "pitch", "decoder_stateful", "vocoder_stateful"))
+                                 names=(content, "pitch", "decoder_stateful", "vocoder_stateful"))
         return StatefulCore(manifest, sessions, lookahead_frames=frames(settings.lookahead_ms),
                             context_ms=settings.context_ms, pitch=settings.pitch, speaker=settings.speaker)
     sessions = open_sessions(manifest, prefer, threads, names=("content", "pitch", "decoder", "vocoder"))

@@ -220,6 +220,7 @@ def test_stateful_core_equals_the_exact_windowed_core(stateful_pack: Path, state
     """Same features, noise and phase: the windowed core at its exact lookahead gives the same audio.
     A latency off by one sample would ruin the match, so this also pins `latency()`."""
     conv, x, whole = stateful_whole
+    assert conv.core.content is not None       # 16 kHz PPG through content_stateful.onnx
     manifest = load_manifest(stateful_pack)
     probe = open_neural_core(manifest, Settings(), stateful=False)
     settings = Settings(gate_db=-120, crossfade_ms=0, lookahead_ms=probe.exact_lookahead_frames * 128 / 24)
@@ -330,6 +331,7 @@ def test_low_latency_pack_needs_half_a_frame_of_features(low_latency_pack: Path,
     manifest = load_manifest(low_latency_pack)
     assert manifest.f0["method"] == "yin" and manifest.content["offset"] == 64 - 512
     assert core.feature_need == 64 and core.decoder_delay == 1 and core.vocoder_delay == 0
+    assert core.content is not None and "content" not in core.sessions   # the PPG streams with state too
     assert core.latency_24k == 64 + 128 - 1
     breakdown = conv.latency_breakdown()
     assert breakdown.algorithmic == conv.latency()

@@ -46,9 +46,18 @@ ENCODER = PPGConfig(width=len(PHONES), channels=192, kernels=(5, 5, 5, 5, 3, 3),
                     right_context=RIGHT_CONTEXT)
 
 
+#: On the mel grid a frame is 5.33 ms instead of 20: dilations 4x as wide keep about the same left
+#: context in time (71 frames, 379 ms) at the same cost per frame.
+MEL_DILATIONS = (1, 2, 4, 8, 4, 2)
+
+
 def encoder_config(framing: str | None = None, right_context: int | None = None) -> PPGConfig:
-    """ENCODER with another framing and/or right context (None: ENCODER's)."""
-    changes = {k: v for k, v in (("framing", framing), ("right_context", right_context)) if v is not None}
+    """ENCODER with another framing (the mel framing with MEL_DILATIONS) and/or right context
+    (None: ENCODER's)."""
+    changes: dict[str, Any] = {k: v for k, v in (("framing", framing), ("right_context", right_context))
+                               if v is not None}
+    if framing == "mel":
+        changes["dilations"] = MEL_DILATIONS
     return dataclasses.replace(ENCODER, **changes)
 
 
