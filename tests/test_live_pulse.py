@@ -28,6 +28,10 @@ pytestmark = pytest.mark.audio
 OPEN = Settings(gate_db=-120.0, compute_budget_ms=80.0)
 # The acceptance run of issue 14: the built-in voice at 20 ms blocks with the adaptive budget.
 FAST = OPEN.with_changes(block_ms=20.0, compute_budget_ms=0.0)
+# A stateful neural pack at 20 ms blocks with a fixed one-block budget: its compute (~6 ms a block
+# live for the tiny pack) can outrun a warm-up's estimate on a busy machine, and late blocks are not
+# what this case checks (the measured latency against the reported one through real devices is).
+FAST_FIXED = OPEN.with_changes(block_ms=20.0, compute_budget_ms=20.0)
 TOLERANCE_MS = 15.0
 
 
@@ -41,7 +45,7 @@ def passthrough(settings: Settings) -> DspCore:
 VOICES = [pytest.param(passthrough, 21.0, OPEN, id="passthrough"), pytest.param("builtin:dsp", 10.0, OPEN, id="dsp"),
           pytest.param("builtin:dsp", 20.0, FAST, id="dsp-20ms-auto"),
           pytest.param("fixture:ppg_pack", 8.0, OPEN, id="onnx"),
-          pytest.param("fixture:low_latency_pack", 10.0, FAST, id="low-latency-20ms-auto")]
+          pytest.param("fixture:low_latency_pack", 10.0, FAST_FIXED, id="low-latency-20ms")]
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +287,8 @@ def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, secon
               f"{np.median(lags_ms) - st.latency.total_ms:+.1f} ms; correlation min {rs.min():.3f} median "
               f"{np.median(rs):.3f}; {clean.sum()} of {len(clean)} windows clean; device xruns "
               f"{st.xruns.describe()}; breakdown {dict((k, round(v, 1)) for k, v in st.latency.as_ms().items())}; "
-              f"engine's account: {disturbance(st) or 'undisturbed'}; budget {st.budget_note}; notes {st.notes}")
+              f"engine's account: {disturbance(st) or 'undisturbed'}; budget {st.block_budget_ms} ms "
+              f"({st.budget_note}); compute p50/p99 {st.compute_p50_ms}/{st.compute_p99_ms} ms; notes {st.notes}")
         if (clean.sum() >= seconds // 2 - 2 and not st.underruns) or attempt == 2:
             break
         # More than a single xrun's worth of windows lost, or a block late on a machine busy with
@@ -298,9 +303,11 @@ def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, secon
     assert rs[clean].min() >= 0.9
     if settings is FAST:
         # What the engine itself adds at 20 ms blocks is fixed by construction (block 20 + the
-        # built-in voice's 21.3 ms or the low-latency pack's 8 ms + resamplers 6.6 ms at 48 kHz); the
-        # rest is budget and devices.
+        # built-in voice's 21.3 ms + resamplers 6.6 ms at 48 kHz); the rest is budget and devices.
         assert st.budget_auto and st.latency.algorithmic_ms <= 50.0
+    if settings is FAST_FIXED:
+        # the low-latency pack: block 20 + features and decoder 8 ms + resamplers 6.6 ms
+        assert st.latency.algorithmic_ms <= 35.0
 
 
 def test_pulse_targets_run_as_two_streams(pulse, tmp_path):
