@@ -249,3 +249,19 @@ def test_targets_command_reads_training_sentences_resumes_and_is_deterministic(t
     assert np.array_equal(sf.read(lost, dtype="int16")[0], original)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.flac") if p != lost} == {
         p: t for p, t in before.items() if p != lost}
+
+
+def test_clip_store_leaves_out_excluded_sources_and_their_world_copies(tmp_path):
+    """`ppg --no-mbrola`: the non-commercial MBROLA voices, and WORLD copies made from them, stay out."""
+    from models.demo.corpus import clip_source
+
+    assert clip_source("mbrola:us1") == "mbrola" and clip_source("world:mbrola:us1:-2.0:1.0") == "mbrola"
+    assert clip_source("world:mix:am_fenrir*0.78+bm_george*0.22:+1.5:1.01") == "mix"
+    assert clip_source("kokoro:af_sky") == "kokoro"
+    _tone_utterances(tmp_path, "train", 3, seed=5)
+    everything = ClipStore(tmp_path, "train")
+    assert everything.refresh() == 3
+    speakers = sorted({c.speaker for c in everything.clips})        # tone0, tone1
+    kept = ClipStore(tmp_path, "train", exclude=frozenset({speakers[0]}))
+    assert kept.refresh() == sum(c.speaker != speakers[0] for c in everything.clips)
+    assert kept.refresh() == 0 and all(c.speaker != speakers[0] for c in kept.clips)

@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
                           "one frame per mel frame, no resampler: the low-latency voices); a resumed run keeps its own")
     ppg.add_argument("--right-context", type=_frames, default=None,
                      help="a new encoder's lookahead in content frames (default 2); a resumed run keeps its own")
+    ppg.add_argument("--no-mbrola", action="store_true",
+                     help="train without the non-commercial MBROLA voices (an encoder that ships)")
     ev = sub.add_parser("ppg-eval", help="score WORK/ppg/ppg.pt on the held-out test sets")
     ev.add_argument("work", type=Path)
     ev.add_argument("--checkpoint", type=Path, default=None, help="default WORK/ppg/ppg.pt")
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.stage == "ppg":
             from models.demo.ppg_train import train
             train(args.work, minutes=args.minutes, max_steps=args.steps, seed=args.seed, threads=args.threads,
-                  framing=args.framing, right_context=args.right_context)
+                  framing=args.framing, right_context=args.right_context, mbrola=not args.no_mbrola)
         elif args.stage == "targets":
             from models.demo.targets import TARGET_VOICES, make_targets
             totals = make_targets(args.work, args.minutes_per_voice, tuple(args.voices or TARGET_VOICES), args.seed,

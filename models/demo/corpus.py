@@ -47,6 +47,12 @@ def load_clip(json_path: Path, sample_rate: int = SAMPLE_RATE) -> Clip:
     return Clip(meta.id, meta.speaker, pcm, np.asarray(meta.phones, dtype=np.int64), ends, sample_rate)
 
 
+def clip_source(speaker: str) -> str:
+    """The engine that spoke an utterance, through WORLD copies ("world:mbrola:..." -> "mbrola")."""
+    parts = speaker.split(":")
+    return parts[1] if parts[0] == "world" and len(parts) > 1 else parts[0]
+
+
 def split_files(data: Path, split: str) -> list[Path]:
     """Finished utterances of a split (those with a sidecar), sorted by id."""
     folder = data / split
@@ -56,20 +62,26 @@ def split_files(data: Path, split: str) -> list[Path]:
 
 
 class ClipStore:
-    """Clips of one split at `sample_rate`, loaded once; `refresh()` adds the utterances written since."""
+    """Clips of one split at `sample_rate`, loaded once; `refresh()` adds the utterances written since.
+    Utterances whose `clip_source` is in `exclude` (e.g. the non-commercial MBROLA voices) are skipped."""
 
-    def __init__(self, data: Path, split: str, sample_rate: int = SAMPLE_RATE):
-        self.data, self.split, self.sample_rate = data, split, sample_rate
+    def __init__(self, data: Path, split: str, sample_rate: int = SAMPLE_RATE, exclude: frozenset[str] = frozenset()):
+        self.data, self.split, self.sample_rate, self.exclude = data, split, sample_rate, exclude
         self.clips: list[Clip] = []
         self._seen: set[str] = set()
 
     def refresh(self) -> int:
         """Load new utterances; -> how many were added."""
-        new = [p for p in split_files(self.data, self.split) if p.stem not in self._seen]
-        for path in new:
-            self.clips.append(load_clip(path, self.sample_rate))
+        added = 0
+        for path in split_files(self.data, self.split):
+            if path.stem in self._seen:
+                continue
             self._seen.add(path.stem)
-        return len(new)
+            if self.exclude and clip_source(read_meta(path).speaker) in self.exclude:
+                continue
+            self.clips.append(load_clip(path, self.sample_rate))
+            added += 1
+        return added
 
     @property
     def seconds(self) -> float:

@@ -145,10 +145,12 @@ def load_state(path: Path) -> dict[str, Any]:
 
 
 def train(work: Path, minutes: float = 60.0, max_steps: int = 0, seed: int = 0, threads: int = 2,
-          log_every: int = 25, framing: str | None = None, right_context: int | None = None) -> PPGEncoder:
+          log_every: int = 25, framing: str | None = None, right_context: int | None = None,
+          mbrola: bool = True) -> PPGEncoder:
     """Train for `minutes` of wall clock (or until `max_steps` total). -> the encoder (eval mode).
 
-    `framing` / `right_context`: the new encoder's (see `encoder_config`); a resumed run must match."""
+    `framing` / `right_context`: the new encoder's (see `encoder_config`); a resumed run must match.
+    `mbrola=False` leaves the MBROLA voices (and WORLD copies of them) out of the training clips."""
     torch.set_num_threads(threads)
     data, folder = work / "data", work / "ppg"
     folder.mkdir(parents=True, exist_ok=True)
@@ -178,7 +180,8 @@ def train(work: Path, minutes: float = 60.0, max_steps: int = 0, seed: int = 0, 
         model = PPGEncoder(encoder_config(framing, right_context))
         rng = np.random.default_rng(seed)
     rate = model.sample_rate
-    train_clips = ClipStore(data, "train", rate)
+    # MBROLA's voices are for non-commercial use only: an encoder that ships is trained without them
+    train_clips = ClipStore(data, "train", rate, exclude=frozenset() if mbrola else frozenset({"mbrola"}))
     if train_clips.refresh() == 0:
         raise FileNotFoundError(f"no training utterances in {data / 'train'}: run `python -m models.demo data {work}` first")
     valid = {name: ClipStore(data, name, rate) for name in ("kokoro-heldout", "flite")}
