@@ -1,4 +1,4 @@
-"""`python -m models.demo {data,ppg,ppg-eval,targets} WORK [...]`: the demo voice's stages (see __init__)."""
+"""`python -m models.demo {data,ppg,ppg-eval,targets,build} WORK [...]`: the demo voice's stages (see __init__)."""
 from __future__ import annotations
 
 import argparse
@@ -47,6 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     tg.add_argument("--voices", nargs="+", default=None, help="Kokoro voices (default: the four targets)")
     tg.add_argument("--seed", type=int, default=0)
     tg.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
+    from models.demo.build import PLAN, STAGES
+    bd = sub.add_parser("build", help="the demo voice pack from nothing: every stage in order, resumable")
+    bd.add_argument("work", type=Path)
+    bd.add_argument("--pack", type=Path, default=Path("voices/demo"), help="where the pack goes (default voices/demo)")
+    bd.add_argument("--until", choices=STAGES, help="stop after this stage")
+    bd.add_argument("--only", choices=STAGES, help="run this stage alone (again, even if done)")
+    bd.add_argument("--dry-run", action="store_true", help="print the commands of the stages still to run")
+    bd.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help=f"change the plan of a new build ({', '.join(sorted(PLAN))})")
     args = parser.parse_args(argv)
 
     from models.checkpoints import CheckpointError
@@ -62,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
             from models.demo.ppg_train import train
             train(args.work, minutes=args.minutes, max_steps=args.steps, seed=args.seed, threads=args.threads,
                   framing=args.framing, right_context=args.right_context, mbrola=not args.no_mbrola)
+        elif args.stage == "build":
+            from models.demo.build import BuildError, build, plan_with
+            try:
+                build(args.work, args.pack, plan_with(args.set), args.until, args.only, args.dry_run)
+            except BuildError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
         elif args.stage == "targets":
             from models.demo.targets import TARGET_VOICES, make_targets
             totals = make_targets(args.work, args.minutes_per_voice, tuple(args.voices or TARGET_VOICES), args.seed,

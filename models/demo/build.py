@@ -1,0 +1,187 @@
+"""`python -m models.demo build WORK`: the demo voice pack from nothing, stage by stage, resumable.
+
+    data -> ppg -> targets -> prepare -> vocoder -> teacher -> distill -> export
+
+Each stage is the project's own command (the ones a user would type, listed by `--dry-run`), run as
+a child process with its output in WORK/build/<stage>.log. A stage that finishes leaves
+WORK/build/<stage>.done (its wall and CPU seconds); a later `build` skips it. A stage that stops
+(Ctrl-C, a crash, a closed laptop) is simply run again: every command resumes from its own
+checkpoints. `--until STAGE` stops after that stage, `--only STAGE` runs one.
+
+The plan (`PLAN`: data minutes, step counts, right contexts, the front ends) is written to
+WORK/build/plan.json on the first run and must match afterwards, so a folder never mixes two plans.
+The step counts are sized so that each stage fits in under two hours of a 2-core CPU (measured
+figures in docs/demo-voice.md); on a GPU pass `--device cuda` and larger counts with `--set`.
+The voice it builds is a low-latency one: YIN F0, a mel-grid PPG with one frame of lookahead, a causal
+decoder and vocoder (docs/demo-voice.md says why), trained without the non-commercial MBROLA voices.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from models.demo.targets import TARGET_VOICES
+
+#: What `build` makes; `--set NAME=VALUE` changes one value for a new folder.
+PLAN: dict[str, Any] = {
+    "data_minutes": 60.0,          # labelled training speech for the PPG
+    "ppg_steps": 8000,             # PPG optimiser steps (16 x 2 s crops each)
+    "ppg_right_context": 1,        # mel frames of lookahead of the content encoder
+    "target_minutes": 10.0,        # speech per target voice
+    "vocoder_steps": 3000,
+    "teacher_steps": 1800,
+    "distill_steps": 1200,
+    "decoder_right_context": 0,    # mel frames of lookahead of the decoder (student)
+    "vocoder_right_context": 0,
+    "size": "demo",
+    "f0": "yin",
+    "threads": 1,
+}
+STAGES = ("data", "ppg", "targets", "prepare", "vocoder", "teacher", "distill", "export")
+
+
+class BuildError(Exception):
+    """A stage failed or the folder holds another plan; the message is one sentence."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    argv: Callable[[Path, dict[str, Any], Path], list[str]]   # (work, plan, pack) -> command line
+
+
+def _train(command: str, plan: dict[str, Any], steps_key: str, *extra: str) -> list[str]:
+    return ["-m", "models.train", command, "WORK/train", "--max-steps", str(plan[steps_key]),
+            "--threads", str(plan["threads"]), "-q", *extra]
+
+
+def _newest(folder: Path) -> str:
+    """The highest-step model_<step>.pt in `folder` (a placeholder before the stage has run)."""
+    steps = {int(p.stem[6:]): p for p in folder.glob("model_*.pt") if p.stem[6:].isdigit()}
+    return str(steps[max(steps)]) if steps else str(folder / "model_<step>.pt")
+
+
+def _export(work: Path, plan: dict[str, Any], pack: Path) -> list[str]:
+    from models.train.checkpoint_io import newest_vocoder
+
+    vocoder = newest_vocoder(work / "train" / "logs" / "vocoder")
+    return ["-m", "exporters.onnx_export", _newest(work / "train" / "logs" / "como"),
+            "--vocoder", str(vocoder) if vocoder else "WORK/train/logs/vocoder/model_ckpt_steps_<step>.ckpt",
+            "--content", "WORK/ppg/ppg.pt", "--name", "CoMo demo voices", "--out", str(pack)]
+
+
+STAGE_LIST = (
+    Stage("data", lambda w, p, k: ["-m", "models.demo", "data", "WORK", "--minutes", str(p["data_minutes"]),
+                                   "--no-mbrola"]),
+    Stage("ppg", lambda w, p, k: ["-m", "models.demo", "ppg", "WORK", "--framing", "mel", "--right-context",
+                                  str(p["ppg_right_context"]), "--no-mbrola", "--steps", str(p["ppg_steps"]),
+                                  "--minutes", "100000", "--threads", str(p["threads"])]),
+    Stage("targets", lambda w, p, k: ["-m", "models.demo", "targets", "WORK", "--minutes-per-voice",
+                                      str(p["target_minutes"]), "--voices", *TARGET_VOICES]),
+    Stage("prepare", lambda w, p, k: ["-m", "models.train", "prepare", "WORK/targets", "WORK/train",
+                                      "--content", "WORK/ppg/ppg.pt", "--f0", p["f0"], "--size", p["size"],
+                                      "--threads", str(p["threads"]), "-q",
+                                      "--set", f"model.right_context={p['decoder_right_context']}",
+                                      "--set", f"vocoder_model.right_context={p['vocoder_right_context']}"]),
+    Stage("vocoder", lambda w, p, k: _train("vocoder", p, "vocoder_steps")),
+    Stage("teacher", lambda w, p, k: _train("teacher", p, "teacher_steps")),
+    Stage("distill", lambda w, p, k: _train("distill", p, "distill_steps", "--teacher", _newest(w / "train" / "logs" / "teacher"))),
+    Stage("export", _export),
+)
+assert tuple(s.name for s in STAGE_LIST) == STAGES
+
+
+def plan_with(changes: list[str]) -> dict[str, Any]:
+    """PLAN with `NAME=VALUE` changes (values parsed as JSON numbers/strings; names must exist)."""
+    plan = dict(PLAN)
+    for item in changes:
+        name, sep, value = item.partition("=")
+        if not sep or name not in PLAN:
+            raise BuildError(f"--set {item!r}: expected NAME=VALUE with NAME one of {', '.join(sorted(PLAN))}")
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        if type(parsed) is not type(PLAN[name]) and not (isinstance(PLAN[name], float) and isinstance(parsed, int)):
+            raise BuildError(f"--set {name}: {value!r} is not a {type(PLAN[name]).__name__}")
+        plan[name] = parsed
+    return plan
+
+
+def command_line(stage: Stage, work: Path, plan: dict[str, Any], pack: Path) -> list[str]:
+    """The stage's full command, with WORK spelled out."""
+    return [sys.executable, *(a.replace("WORK", str(work)) if a.startswith("WORK") else a
+                              for a in stage.argv(work, plan, pack))]
+
+
+def check_plan(work: Path, plan: dict[str, Any]) -> None:
+    """Write WORK/build/plan.json on the first run; afterwards it must equal `plan`."""
+    path = work / "build" / "plan.json"
+    if path.exists():
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise BuildError(f"{path} is unreadable ({exc}); move it away to start a new build there") from None
+        if saved != plan:
+            changed = sorted(k for k in set(saved) | set(plan) if saved.get(k) != plan.get(k))
+            raise BuildError(f"{work} was built with another plan ({', '.join(changed)} differ): "
+                             "use another WORK folder, or the same settings")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(plan, indent=1, sort_keys=True))
+
+
+def select(until: str | None, only: str | None) -> list[Stage]:
+    if only:
+        return [s for s in STAGE_LIST if s.name == only]
+    stop = STAGES.index(until) + 1 if until else len(STAGES)
+    return list(STAGE_LIST[:stop])
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_stage(cmd: list[str], log: Path) -> int:
+    """Run one stage's command with its output appended to `log`; -> its exit code."""
+    with open(log, "a") as handle:
+        handle.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
+        handle.flush()
+        return subprocess.call(cmd, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def build(work: Path, pack: Path, plan: dict[str, Any], until: str | None = None, only: str | None = None,
+          dry_run: bool = False, runner: Callable[[list[str], Path], int] = run_stage,
+          log: Callable[[str], None] = print) -> list[str]:
+    """Run the stages not yet done, in order; -> the names of the stages run (or listed, when dry)."""
+    folder = work / "build"
+    if not dry_run:
+        check_plan(work, plan)
+    ran = []
+    for stage in select(until, only):
+        done = folder / f"{stage.name}.done"
+        cmd = command_line(stage, work, plan, pack)
+        if done.exists() and not only:
+            log(f"{stage.name}: done ({done.read_text().strip()})")
+            continue
+        if dry_run:
+            log(f"{stage.name}: {' '.join(cmd)}")
+            ran.append(stage.name)
+            continue
+        log(f"{stage.name}: running, log in {folder / (stage.name + '.log')}")
+        wall, cpu = time.monotonic(), _children_cpu()
+        code = runner(cmd, folder / f"{stage.name}.log")
+        if code != 0:
+            raise BuildError(f"stage {stage.name} stopped (exit code {code}); see {folder / (stage.name + '.log')}, "
+                             "then run build again to resume it")
+        done.write_text(f"wall {time.monotonic() - wall:.0f} s, CPU {_children_cpu() - cpu:.0f} s\n")
+        log(f"{stage.name}: done ({done.read_text().strip()})")
+        ran.append(stage.name)
+    return ran

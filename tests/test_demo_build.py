@@ -1,0 +1,63 @@
+"""`python -m models.demo build`: stages in order, done ones skipped, a failed one resumed, one plan per folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from models.demo import build as demo_build
+from models.demo.__main__ import main
+
+
+def _runner(calls: list[list[str]], fail: str | None = None):
+    def run(cmd: list[str], log: Path) -> int:
+        calls.append(cmd)
+        return 3 if fail and fail in cmd else 0
+    return run
+
+
+def test_stages_run_in_order_and_a_second_build_skips_them(tmp_path: Path) -> None:
+    calls: list[list[str]] = []
+    ran = demo_build.build(tmp_path, tmp_path / "pack", dict(demo_build.PLAN), runner=_runner(calls), log=lambda m: None)
+    assert ran == list(demo_build.STAGES)
+    assert [c[3] for c in calls[:3]] == ["data", "ppg", "targets"]
+    assert calls[3][2:4] == ["models.train", "prepare"] and "yin" in calls[3]
+    assert "--no-mbrola" in calls[0] and "--no-mbrola" in calls[1]
+    assert all(str(tmp_path) in " ".join(c) for c in calls[:7])        # WORK spelled out
+    assert demo_build.build(tmp_path, tmp_path / "pack", dict(demo_build.PLAN), runner=_runner(calls),
+                            log=lambda m: None) == []
+    assert (tmp_path / "build" / "teacher.done").read_text().startswith("wall ")
+
+
+def test_a_failed_stage_stops_the_build_and_runs_again_next_time(tmp_path: Path) -> None:
+    calls: list[list[str]] = []
+    with pytest.raises(demo_build.BuildError, match="stage teacher stopped .exit code 3.*run build again"):
+        demo_build.build(tmp_path, tmp_path / "pack", dict(demo_build.PLAN), runner=_runner(calls, fail="teacher"),
+                         log=lambda m: None)
+    assert not (tmp_path / "build" / "teacher.done").exists() and (tmp_path / "build" / "vocoder.done").exists()
+    calls.clear()
+    ran = demo_build.build(tmp_path, tmp_path / "pack", dict(demo_build.PLAN), runner=_runner(calls), log=lambda m: None)
+    assert ran == ["teacher", "distill", "export"]
+
+
+def test_another_plan_in_the_same_folder_is_refused(tmp_path: Path) -> None:
+    demo_build.build(tmp_path, tmp_path / "pack", dict(demo_build.PLAN), until="data", runner=_runner([]),
+                     log=lambda m: None)
+    other = demo_build.plan_with(["teacher_steps=10"])
+    with pytest.raises(demo_build.BuildError, match="teacher_steps differ"):
+        demo_build.build(tmp_path, tmp_path / "pack", other, runner=_runner([]), log=lambda m: None)
+
+
+def test_plan_changes_are_checked() -> None:
+    assert demo_build.plan_with(["ppg_steps=12", "data_minutes=5"])["data_minutes"] == 5
+    for bad in ("ppg_steps=many", "nonsense=1", "ppg_steps"):
+        with pytest.raises(demo_build.BuildError):
+            demo_build.plan_with([bad])
+
+
+def test_cli_dry_run_lists_the_commands(tmp_path: Path, capsys) -> None:
+    assert main(["build", str(tmp_path), "--dry-run", "--until", "prepare"]) == 0
+    out = capsys.readouterr().out
+    assert "data:" in out and "prepare:" in out and "teacher" not in out
+    assert not (tmp_path / "build" / "plan.json").exists()
+    assert main(["build", str(tmp_path), "--set", "ppg_steps=lots", "--dry-run"]) == 2
