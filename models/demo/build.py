@@ -41,7 +41,7 @@ PLAN: dict[str, Any] = {
     "vocoder_right_context": 0,
     "size": "demo",
     "f0": "yin",
-    "threads": 1,
+    "threads": 2,                  # torch threads per stage (the stages run one at a time)
 }
 STAGES = ("data", "ppg", "targets", "prepare", "vocoder", "teacher", "distill", "export")
 
