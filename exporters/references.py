@@ -14,8 +14,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from engine.model_audio import MODEL_RATE
 from engine.voicepack import REFERENCE_MAX_SECONDS, ReferenceClip, reference_file_name, sha256_file
+from models.audio import SAMPLE_RATE as MODEL_RATE
 
 PREVIEW_RMS_DBFS = -20.0
 PREVIEW_PEAK_DBFS = -1.0
