@@ -19,7 +19,8 @@ from models.audio import SAMPLE_RATE as MODEL_RATE
 
 PREVIEW_RMS_DBFS = -20.0
 PREVIEW_PEAK_DBFS = -1.0
-_GATE_DBFS = -50.0            # frames quieter than this (pauses) do not count towards the level
+#: Frames more than 30 dB below the loudest (pauses, breaths) or below -70 dBFS (silence) do not count
+_GATE_BELOW_LOUDEST_DB, _SILENCE_DBFS = 30.0, -70.0
 _FRAME = MODEL_RATE // 50     # 20 ms
 
 
@@ -49,7 +50,8 @@ def preview_clip(path: Path) -> np.ndarray:
     mono = mono[:int(REFERENCE_MAX_SECONDS * MODEL_RATE)].astype(np.float32)
     frames = mono[:len(mono) // _FRAME * _FRAME].reshape(-1, _FRAME)
     rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1)) if len(frames) else np.zeros(0)
-    active = rms[rms > 10 ** (_GATE_DBFS / 20)]
+    gate = max(rms.max(initial=0.0) * 10 ** (-_GATE_BELOW_LOUDEST_DB / 20), 10 ** (_SILENCE_DBFS / 20))
+    active = rms[rms > gate]
     if not np.isfinite(mono).all() or not len(active):
         raise ReferenceClipError(f"the reference audio {path} is silent (or holds no valid samples): nothing to preview")
     gain = 10 ** (PREVIEW_RMS_DBFS / 20) / np.sqrt(np.mean(np.square(active)))
