@@ -126,3 +126,24 @@ def test_a_device_error_is_a_status_message(qtbot, tmp_path: Path) -> None:
     settle(qtbot, window.bridge)
     assert window.statusBar().currentMessage() == "Could not play the preview of belt: Fake device is busy."
     assert window.bridge.config.settings.speaker == 1   # the choice itself stands
+
+
+def test_the_real_adapter_plays_the_verified_clip_through_the_backend(tmp_path: Path) -> None:
+    from app.engine_adapter import EngineAdapter
+    from engine.audio.streams import SimulatedBackend
+    from engine.voicepack import VoicePackError
+
+    pack = make_pack(tmp_path / "diva", speakers={"soft": 0, "belt": 1})
+    add_reference(pack, "belt", tone(0.2, 24000, hz=330.0) + np.float32(0.1))
+    backend = SimulatedBackend(rate=48000, frames=480, speed=4.0)
+    adapter = EngineAdapter(backend=backend)
+    assert adapter.voice_info(str(pack)).previews == {"belt"}
+    assert "Sim Headphones" in adapter.play_preview(str(pack), "belt", "Sim Headphones")
+    backend.wait_clock(RATE // 2)
+    adapter.stop_preview()
+    played = backend.played["Sim Headphones"]
+    expected = load_reference(pack, "belt", RATE)
+    start = int(np.flatnonzero(played)[0])
+    np.testing.assert_allclose(played[start:start + len(expected)], expected, atol=1e-6)
+    with pytest.raises(VoicePackError, match="no preview clip for 'soft'"):
+        adapter.play_preview(str(pack), "soft", "Sim Headphones")
