@@ -1,7 +1,6 @@
 """Speakers' preview clips in a voice pack: schema (hostile input), the verified loader, the player."""
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -17,17 +16,11 @@ from engine.voicepack import MANIFEST_NAME, VoicePackError, load_manifest, refer
 from engine.voices import describe
 from tests.fixtures.references import add_reference, tone
 from tests.test_app_fakes import make_pack
+from tests.test_voicepack import _edit
 
 
 def _pack(tmp_path: Path) -> Path:
     return make_pack(tmp_path / "pack", speakers={"alto": 0, "Tenor Voice": 1})
-
-
-def _edit(pack: Path, change) -> None:
-    path = pack / MANIFEST_NAME
-    data = json.loads(path.read_text())
-    change(data)
-    path.write_text(json.dumps(data))
 
 
 def test_pack_with_references_loads_and_resamples(tmp_path: Path) -> None:
