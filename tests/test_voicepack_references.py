@@ -144,3 +144,20 @@ def test_player_device_failures_are_sentences() -> None:
         PreviewPlayer(backend).play(None, lambda rate: tone(0.1, rate))
     with pytest.raises(DeviceError, match="No output device is called"):
         PreviewPlayer(SimulatedBackend()).play("Nowhere", lambda rate: tone(0.1, rate))
+
+
+def test_a_zip_import_keeps_the_listed_clips_and_nothing_else(tmp_path: Path) -> None:
+    from app.engine_adapter import EngineAdapter
+    from app.voice_import import import_voice_zip
+    from tests.test_app_fakes import zip_folder
+
+    pack = _pack(tmp_path)
+    add_reference(pack, "alto", tone(1.0, 24000))
+    (pack / "reference" / "stray.wav").write_bytes(b"not listed")
+    (pack / "extra").mkdir()
+    (pack / "extra" / "notes.txt").write_text("not listed")
+    installed = import_voice_zip(zip_folder(pack, tmp_path / "diva.zip"), tmp_path / "voices",
+                                 validate=EngineAdapter().validate_pack)
+    assert sorted(p.relative_to(installed).as_posix() for p in installed.rglob("*")) == [
+        "content.onnx", "decoder.onnx", "reference", "reference/alto.wav", "vocoder.onnx", "voice.json"]
+    assert load_reference(installed, "alto", 24000) is not None
