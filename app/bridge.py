@@ -14,6 +14,11 @@ touches a widget. Here:
   chosen. The session's any-thread `on_state` callbacks become queued Qt signals too. A QTimer in
   the GUI thread polls `session.stats()` (cheap, thread-safe) 20 times a second and emits
   `readoutsUpdated` with a plain `Readouts` value, so panels never see engine types.
+- Voice previews (a pack's `reference/<speaker>.wav`) play on their own job thread, so a preview
+  never waits behind a voice loading and a session start never waits behind a preview. They go to
+  the monitor (headphones) when one is set, else to the output — but never to the output while a
+  session is live (that is the virtual cable the audience hears): then no monitor means no preview,
+  and the status bar says so.
 """
 from __future__ import annotations
 
@@ -74,6 +79,7 @@ class AudioBridge(QObject):
         self._state = "stopped"
         self._recording = False
         self._jobs = JobRunner("como-session", parent=self)
+        self._previews = JobRunner("como-preview", parent=self)
         self._engineState.connect(self._on_engine_state)
         self._timer = QTimer(self)
         self._timer.setInterval(poll_ms)
@@ -111,7 +117,7 @@ class AudioBridge(QObject):
     @property
     def idle(self) -> bool:
         """No engine job queued or running (tests wait for this)."""
-        return self._jobs.idle
+        return self._jobs.idle and self._previews.idle
 
     @property
     def running(self) -> bool:
@@ -347,7 +353,41 @@ class AudioBridge(QObject):
             return
         current = self._config.settings.speaker
         following = ids[(ids.index(current) + 1) % len(ids)] if current in ids else ids[0]
-        self.set_settings(speaker=following)
+        self.choose_speaker(following)
+
+    def choose_speaker(self, speaker_id: int) -> None:
+        """Switch to a speaker (picker, hotkey); with `preview_voices` on, play its preview clip if the pack has one."""
+        if speaker_id == self._config.settings.speaker or not self.set_settings(speaker=speaker_id):
+            return
+        if self._config.preview_voices and self._voice.speaker_name(speaker_id) in self._voice.previews:
+            self.preview()
+
+    def set_preview_voices(self, on: bool) -> None:
+        if on != self._config.preview_voices:
+            self._config = replace(self._config, preview_voices=on)
+            self.configChanged.emit(self._config)
+
+    def preview(self) -> None:
+        """Play the current speaker's preview clip once (monitor, else output when not live); the answer
+        is a status message."""
+        name = self._voice.speaker_name(self._config.settings.speaker)
+        if name is None or name not in self._voice.previews:
+            self.message.emit("info", f"This voice has no preview clip for {name or 'this speaker'}.")
+            return
+        monitor = self._find(self._config.monitor_device, False) if self._config.monitor_device else None
+        if monitor is None and self.running:
+            self.message.emit("info", f"Preview of {name} not played: you are live, and it would go out to your "
+                                      "listeners; set a monitor (headphones) to hear previews while live.")
+            return
+        if monitor is not None:
+            device = monitor.session_spec
+        else:
+            output = self._find(self._config.output_device, False) if self._config.output_device else None
+            device = output.session_spec if output is not None else None
+        spec = self._voice.spec
+        self._previews.submit(lambda: self.engine.play_preview(spec, name, device),
+                              lambda label: self.message.emit("info", f"Preview of {name} on {label}."),
+                              lambda exc: self.message.emit("warning", f"Could not play the preview of {name}: {exc}"))
 
     # -- settings ---------------------------------------------------------------------------------------
     def set_settings(self, **changes: Any) -> bool:
@@ -448,6 +488,8 @@ class AudioBridge(QObject):
         for warning in resolved.warnings:
             self.message.emit("warning", warning)
         self._set_state("starting", "Loading the voice and opening devices…")
+        self._previews.submit(self.engine.stop_preview, None,  # off the output before it goes live
+                              lambda exc: self.message.emit("warning", f"Could not stop the preview: {exc}"))
         self._submit(lambda: session.start(resolved.config), self._after_start, "Could not start")
 
     def _after_start(self, _result: Any) -> None:
@@ -508,11 +550,15 @@ class AudioBridge(QObject):
         return readouts
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
-        """Stop audio and the job thread (window close: the one place that waits, at most `timeout_s`)."""
+        """Stop audio and the job threads (window close: the one place that waits, at most `timeout_s`
+        per thread); a second call does nothing."""
+        if self._closed:
+            return
         self._closed = True
         self._timer.stop()
         self._estimate_timer.stop()
         running = self._session is not None and self._state not in ("stopped",)
+        self._previews.close(last=self.engine.stop_preview, timeout_s=timeout_s)
         self._jobs.close(last=self._session.stop if running else None, timeout_s=timeout_s)
 
     # -- virtual mic ----------------------------------------------------------------------------------

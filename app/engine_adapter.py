@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from app.values import SILENCE_DB, DeviceInfo, LatencyRow, LatencyView, LATENCY_PARTS, Readouts, VoiceInfo
 from engine.safe_write import OutputError, fsync_tree, write_bytes, write_text
 from engine.settings import LIVE_SAFE, Settings
-from engine.voicepack import MANIFEST_NAME
+from engine.voicepack import MANIFEST_NAME, unlisted_paths
 
 if TYPE_CHECKING:
     from engine import voices
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from engine.session import LiveStats, SessionConfig
 
 __all__ = ["LIVE_SAFE", "MANIFEST_NAME", "EngineAdapter", "OutputError", "Session", "Settings", "latency_view", "readouts_from_stats",
-           "fsync_tree", "write_bytes", "write_text"]
+           "fsync_tree", "unlisted_paths", "write_bytes", "write_text"]
 
 
 class Session(Protocol):
@@ -59,6 +59,8 @@ class EngineAdapter:
     `backend`: an `engine.audio.streams` backend (e.g. `SimulatedBackend` for demos and tests); None =
     the real sound system through PortAudio.
     """
+
+    _preview: Any = None   # engine.audio.preview.PreviewPlayer, made on the first preview
 
     def __init__(self, backend: Any = None) -> None:
         self.backend = backend
@@ -128,6 +130,30 @@ class EngineAdapter:
 
         return load_manifest(folder, verify_hashes=True).files()
 
+    def play_preview(self, spec: str, speaker: str, device: int | str | None) -> str:
+        """Play the preview clip of `speaker` in the pack `spec` once on the output `device` (None = the
+        default), cutting any preview still playing; returns the device's name. Blocks while the device
+        opens (job thread only). Raises `VoicePackError` (no such clip, a bad one) or `DeviceError`."""
+        from engine.audio.preview import PreviewPlayer
+        from engine.audio.streams import SoundDeviceBackend
+        from engine.reference import load_reference
+        from engine.voicepack import VoicePackError
+
+        def clip_at(rate: int) -> Any:
+            clip = load_reference(spec, speaker, rate)
+            if clip is None:
+                raise VoicePackError(f"this voice has no preview clip for {speaker!r}")
+            return clip
+
+        if self._preview is None:
+            self._preview = PreviewPlayer(self.backend if self.backend is not None else SoundDeviceBackend())
+        return self._preview.play(device, clip_at)
+
+    def stop_preview(self) -> None:
+        """Cut the preview playing, if any."""
+        if self._preview is not None:
+            self._preview.stop()
+
     def voices_dir(self) -> Path:
         from engine import voices
 
@@ -159,7 +185,8 @@ def _voice_info(info: voices.VoiceInfo) -> VoiceInfo:
 
     speakers = tuple((str(name), int(sid)) for name, sid in sorted(info.speakers.items(), key=lambda item: item[1]))
     return VoiceInfo(spec=str(info.spec), name=str(info.name), speakers=speakers,
-                     builtin=str(info.spec) == BUILTIN_DSP)
+                     builtin=str(info.spec) == BUILTIN_DSP,
+                     previews=frozenset(str(name) for name in info.references))
 
 
 def latency_view(breakdown: LatencyBreakdown, measured: bool = False) -> LatencyView:

@@ -48,6 +48,7 @@ class AppConfig:
     voice: str = BUILTIN_VOICE
     settings: Settings = field(default_factory=Settings)
     record_dir: str | None = None
+    preview_voices: bool = True      # play a speaker's preview clip when it is chosen
 
     def with_settings(self, **changes: Any) -> "AppConfig":
         return replace(self, settings=self.settings.with_changes(**changes))
@@ -104,6 +105,10 @@ def config_from_json(data: Any) -> tuple[AppConfig, list[str]]:
     if not isinstance(voice, str) or not voice:
         voice = BUILTIN_VOICE
     record_dir = data.get("record_dir")
+    preview_voices = data.get("preview_voices", True)
+    if not isinstance(preview_voices, bool):
+        warnings.append(f"Saved preview setting {preview_voices!r} is not true or false; previews stay on.")
+        preview_voices = True
     config = AppConfig(
         input_device=_device(data.get("input_device"), "input_device", warnings),
         output_device=_device(data.get("output_device"), "output_device", warnings),
@@ -113,6 +118,7 @@ def config_from_json(data: Any) -> tuple[AppConfig, list[str]]:
         voice=voice,
         settings=_settings(data.get("settings"), warnings),
         record_dir=record_dir if isinstance(record_dir, str) and record_dir else None,
+        preview_voices=preview_voices,
     )
     return config, warnings
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from app.engine_adapter import MANIFEST_NAME, fsync_tree
+from app.engine_adapter import MANIFEST_NAME, fsync_tree, unlisted_paths
 
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -209,11 +209,9 @@ def clean_stale_imports(voices_dir: str | os.PathLike) -> list[Path]:
 
 
 def _keep_only(pack: Path, listed: Iterable[str]) -> None:
-    """Delete everything in the extracted `pack` that the manifest does not list."""
-    keep = set(listed)
-    for path in list(pack.iterdir()):
-        if path.name in keep and path.is_file() and not path.is_symlink():
-            continue
+    """Delete everything in the extracted `pack` that the manifest does not list (paths relative to it)."""
+    for relative in unlisted_paths(pack, set(listed)):
+        path = pack / relative
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
@@ -230,8 +228,8 @@ def import_voice_zip(
     """Install the pack in `zip_path` as `voices_dir/<name>` and return that folder.
 
     `validate(folder)` must raise (e.g. `engine.voicepack.VoicePackError`) when the extracted
-    folder is not a valid pack (its message is passed on), and return the names of the files the
-    pack consists of (`VoiceManifest.files()`): nothing else is installed. `name` defaults to the
+    folder is not a valid pack (its message is passed on), and return the files the pack consists of, relative
+    to it (`VoiceManifest.files()`): nothing else is installed. `name` defaults to the
     zip's file name. Raises `VoiceImportError`; on failure nothing is left in `voices_dir`.
     """
     zip_path = Path(zip_path)

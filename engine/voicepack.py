@@ -8,6 +8,12 @@ before parsing) — and raises one `VoicePackError` naming the problem. Nothing 
 executed except ONNX graphs by ONNX Runtime, and those are loaded from the bytes that were hashed
 with no access to other files (`engine.voices.open_sessions`), so a pack is exactly the files its
 manifest lists and hashes.
+
+A pack may also hold, per speaker, a short preview recording of the target voice:
+`reference/<reference_file_name(speaker)>` listed in the optional `references` section (sha256 and
+size like a network; the file name is derived from the speaker name, so no manifest can point
+outside the pack's `reference/` folder). The audio itself is checked when it is read
+(`engine.reference`): a 16-bit or float WAV, mono or stereo, at most `REFERENCE_MAX_SECONDS`.
 """
 from __future__ import annotations
 
@@ -30,10 +36,17 @@ STATEFUL_NETWORKS = ("decoder_stateful", "vocoder_stateful", "content_stateful")
 OPTIONAL_NETWORKS = ("pitch", *STATEFUL_NETWORKS)
 #: F0 extractors: WORLD DIO (official), FCPE (pitch.onnx), frame-local YIN (engine/yin_pitch.py)
 F0_METHODS = ("dio", "fcpe", "yin")
+REFERENCE_FOLDER = "reference"
+REFERENCE_MAX_SECONDS = 5.0
 _MAX_MANIFEST_BYTES = 1 << 20
 _MAX_JSON_DEPTH = 32
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_UNSAFE_STEM = re.compile(r"[^a-z0-9_-]")
+_STEM_CHARS = 64
+#: Names Windows reserves for devices, whatever the extension (`con.wav` opens the console)
+_WINDOWS_DEVICES = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
+                              *(f"lpt{i}" for i in range(1, 10))})
 #: Bounds of the numbers the engine allocates or indexes by: far beyond any real voice, far below
 #: what would exhaust memory or overflow an int64.
 LIMITS = {
@@ -46,6 +59,7 @@ LIMITS = {
     "tensors": 16 + 2 * 1024,        # a graph's inputs or outputs: its own + its states (and their `_out`)
     "dims": 8, "dim": 1 << 20,
     "file_bytes": 4 << 30, "params": 10 ** 11,
+    "reference_bytes": 8 << 20,      # 5 s of 192 kHz stereo float32 is 7.7 MB
 }
 
 
@@ -112,6 +126,15 @@ class StatefulGraph:
 
 
 @dataclass(frozen=True)
+class ReferenceClip:
+    """A speaker's preview recording: `file` is `reference_file_name(speaker)`, relative to the pack."""
+
+    file: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class VoiceManifest:
     """Everything the engine needs to know about a voice, read from `voice.json`."""
 
@@ -126,6 +149,7 @@ class VoiceManifest:
     verification: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     stateful: dict[str, StatefulGraph] = field(default_factory=dict)  # keyed by network name
+    references: dict[str, ReferenceClip] = field(default_factory=dict)  # keyed by speaker name
     format_version: int = MANIFEST_VERSION
     folder: str = ""
 
@@ -134,8 +158,10 @@ class VoiceManifest:
         return Path(self.folder) / self.networks[network].file
 
     def files(self) -> set[str]:
-        """Every file name the pack consists of: the manifest and each network's file."""
-        return {MANIFEST_NAME, *(net.file for net in self.networks.values())}
+        """Every file the pack consists of, relative to its folder ('/'-separated): the manifest, each
+        network's file and each speaker's reference clip."""
+        return {MANIFEST_NAME, *(net.file for net in self.networks.values()),
+                *(clip.file for clip in self.references.values())}
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -154,6 +180,44 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def reference_file_name(speaker: str) -> str:
+    """`reference/<stem>.wav` for a speaker: the lower-cased name with anything but a-z, 0-9, _ and -
+    replaced, cut to 64 characters; whenever that changed the name (or gives a Windows device name), a
+    hash of the name keeps speakers apart (`Alice` and `alice` differ, `a b` and `a_b` too)."""
+    stem = _UNSAFE_STEM.sub("_", speaker.lower())[:_STEM_CHARS]
+    if stem != speaker or stem in _WINDOWS_DEVICES:
+        stem = f"{stem}-{hashlib.sha256(speaker.encode('utf-8')).hexdigest()[:12]}"
+    return f"{REFERENCE_FOLDER}/{stem}.wav"
+
+
+def unlisted_paths(folder: str | os.PathLike, listed: set[str]) -> list[str]:
+    """Paths under `folder` (relative, '/'-separated, sorted) that are neither a listed file nor a folder
+    holding one; links are never followed and always unlisted."""
+    root = Path(folder)
+    keep_dirs = {str(Path(name).parent.as_posix()) for name in listed} - {"."}
+    found = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        if any(parent in found for parent in (p.as_posix() for p in Path(relative).parents)):
+            continue  # inside a folder already reported
+        if path.is_symlink() or not (relative in listed and path.is_file() or relative in keep_dirs and path.is_dir()):
+            found.append(relative)
+    return found
+
+
+def read_verified(path: Path, sha256: str, size: int) -> bytes:
+    """The file's bytes, read once and checked against the manifest (what is hashed is what is used)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(size + 1)
+    except OSError as exc:
+        raise VoicePackError(f"cannot read {path.name} ({exc})") from exc
+    if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+        raise VoicePackError(f"{path.name} does not match its size and sha256 in the manifest: "
+                             "the file was modified or corrupted")
+    return data
 
 
 def write_manifest(folder: str | os.PathLike, manifest: VoiceManifest) -> Path:
@@ -184,7 +248,13 @@ def load_manifest(folder: str | os.PathLike, verify_hashes: bool = True) -> Voic
         raise VoicePackError(f"{path} is not valid JSON ({str(exc)[:200]})") from exc
     manifest = _parse(data, folder)
     for name, net in manifest.networks.items():
-        _check_file(folder, name, net, verify_hashes)
+        _check_file(folder, f"{name} network file", net, verify_hashes)
+    if manifest.references and (folder / REFERENCE_FOLDER).is_symlink():
+        raise VoicePackError(f"the pack's {REFERENCE_FOLDER}/ folder is a link: a voice pack holds its own files only")
+    for speaker, clip in manifest.references.items():
+        if (folder / clip.file).is_symlink():
+            raise VoicePackError(f"{clip.file} is a link: a voice pack holds its own files only")
+        _check_file(folder, f"the reference clip of speaker {speaker[:40]!r}", clip, verify_hashes)
     return manifest
 
 
@@ -211,10 +281,10 @@ def _name(value: Any, what: str) -> str:
     return value
 
 
-def _check_file(folder: Path, name: str, net: NetworkSpec, verify_hash: bool) -> None:
+def _check_file(folder: Path, what: str, net: NetworkSpec | ReferenceClip, verify_hash: bool) -> None:
     file = folder / net.file
     if not file.is_file():
-        raise VoicePackError(f"voice pack is incomplete: {name} network file {net.file} is missing")
+        raise VoicePackError(f"voice pack is incomplete: {what} {net.file} is missing")
     size = file.stat().st_size
     if size != net.size:
         raise VoicePackError(
@@ -266,9 +336,7 @@ def _network(name: str, data: Any, folder: Path) -> NetworkSpec:
         if not (isinstance(rf, list) and len(rf) == 2):
             raise VoicePackError(f"{where}: receptive_field must be null or [left, right] non-negative ints")
         rf = tuple(_bounded_int(v, 0, LIMITS["receptive_field"], f"{where}.receptive_field") for v in rf)
-    sha = _require(data, "sha256", str, where)
-    if not _SHA256.fullmatch(sha):
-        raise VoicePackError(f"{where}: sha256 must be 64 lowercase hex digits")
+    sha = _sha256(_require(data, "sha256", str, where), where)
     params, precision, extra = data.get("params", 0), data.get("precision", "fp32"), data.get("extra", {})
     if not isinstance(precision, str) or not isinstance(extra, dict):
         raise VoicePackError(f"{where}: precision must be a string and extra an object")
@@ -350,9 +418,38 @@ def _parse(data: Any, folder: Path) -> VoiceManifest:
         verification=dict(data.get("verification", {})),
         source=dict(data.get("source", {})),
         stateful=_stateful_section(data, version, set(networks_raw)),
+        references=_references_section(data, speakers),
         format_version=version,
         folder=str(folder.resolve()),
     )
+
+
+def _sha256(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+        raise VoicePackError(f"{where}: sha256 must be 64 lowercase hex digits")
+    return value
+
+
+def _references_section(data: dict[str, Any], speakers: dict[str, int]) -> dict[str, ReferenceClip]:
+    """The optional `references` section: per speaker, its preview clip's file, sha256 and size."""
+    raw = data.get("references", {})
+    if not isinstance(raw, dict):
+        raise VoicePackError(f"{MANIFEST_NAME}: field 'references' must be an object")
+    out = {}
+    for speaker, entry in raw.items():
+        if speaker not in speakers:
+            raise VoicePackError(f"references: {speaker[:40]!r} is not a speaker of this voice")
+        where = f"references.{speaker[:40]}"
+        if not isinstance(entry, dict):
+            raise VoicePackError(f"{where} must be an object")
+        file, expected = _require(entry, "file", str, where), reference_file_name(speaker)
+        if file != expected:
+            raise VoicePackError(f"{where}: file must be {expected!r} (derived from the speaker name), "
+                                 f"got {file[:80]!r}")
+        out[speaker] = ReferenceClip(file, _sha256(entry.get("sha256"), where),
+                                     _bounded_int(_require(entry, "size", int, where), 1, LIMITS["reference_bytes"],
+                                                  f"{where}.size"))
+    return out
 
 
 def _stateful_section(data: dict[str, Any], version: int, networks: set[str]) -> dict[str, StatefulGraph]:

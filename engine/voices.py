@@ -10,7 +10,6 @@ live block is not slow. Every failure is a `VoicePackError` with one clear sente
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import sys
@@ -24,7 +23,7 @@ from engine.model_audio import HOP, MODEL_RATE
 from engine.voice_core import VoiceCore
 from engine.runtime import RuntimeSession, create_session
 from engine.settings import Settings
-from engine.voicepack import VoiceManifest, VoicePackError, load_manifest
+from engine.voicepack import VoiceManifest, VoicePackError, load_manifest, read_verified
 
 BUILTIN_DSP = "builtin:dsp"
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16)": "float16"}
@@ -39,11 +38,12 @@ MAX_HARMONICS = 256
 
 @dataclass(frozen=True)
 class VoiceInfo:
-    """What the app lists in its voice picker."""
+    """What the app lists in its voice picker; `references`: the speakers with a preview clip."""
 
     spec: str
     name: str
     speakers: dict[str, int]
+    references: frozenset[str] = frozenset()
 
 
 def voices_dir() -> Path:
@@ -79,7 +79,7 @@ def list_installed(folder: Path | None = None) -> list[VoiceInfo]:
                 manifest = load_manifest(path, verify_hashes=False)
             except VoicePackError:
                 continue
-            found.append(VoiceInfo(str(path), manifest.name, manifest.speakers))
+            found.append(_info(str(path), manifest))
     return found
 
 
@@ -87,8 +87,11 @@ def describe(spec: str) -> VoiceInfo:
     """Name and speakers of a spec without opening any session."""
     if spec == BUILTIN_DSP:
         return builtin_info()
-    manifest = load_manifest(spec, verify_hashes=False)
-    return VoiceInfo(spec, manifest.name, manifest.speakers)
+    return _info(spec, load_manifest(spec, verify_hashes=False))
+
+
+def _info(spec: str, manifest: VoiceManifest) -> VoiceInfo:
+    return VoiceInfo(spec, manifest.name, manifest.speakers, frozenset(manifest.references))
 
 
 def frames(ms: float) -> int:
@@ -104,7 +107,7 @@ def open_sessions(manifest: VoiceManifest, prefer: Sequence[str], threads: int =
         if names is not None and name not in names:
             continue
         path = manifest.path(name)
-        model = _verified_bytes(path, spec.sha256, spec.size)
+        model = read_verified(path, spec.sha256, spec.size)
         try:
             session = create_session(path, prefer=prefer, threads=threads, model=model)
         except Exception as exc:  # noqa: BLE001 - ORT raises several types for a bad file
@@ -125,19 +128,6 @@ def open_sessions(manifest: VoiceManifest, prefer: Sequence[str], threads: int =
 def _first_line(text: str, limit: int = 300) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line if len(line) <= limit else line[:limit] + "…"
-
-
-def _verified_bytes(path: Path, sha256: str, size: int) -> bytes:
-    """The file's bytes, read once and checked against the manifest (what is hashed is what runs)."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(size + 1)
-    except OSError as exc:
-        raise VoicePackError(f"cannot read {path.name} ({exc})") from exc
-    if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
-        raise VoicePackError(f"{path.name} does not match its size and sha256 in the manifest: "
-                             "the file was modified or corrupted")
-    return data
 
 
 def _check_engine_inputs(manifest: VoiceManifest, opened: Iterable[str]) -> None:

@@ -2,7 +2,8 @@
 
     python -m exporters.onnx_export logs/como/model_800000.pt \\
         --vocoder m4singer_hifigan/model_ckpt_steps_1970000.ckpt \\
-        --content checkpoint_best_legacy_500.pt --name "My voice" --out voices/my-voice
+        --content checkpoint_best_legacy_500.pt --name "My voice" --out voices/my-voice \\
+        --reference "Alice=alice-sample.flac"      # a ≤ 5 s preview the app plays (per speaker, optional)
 
 The pack holds only what inference needs: the conditioner and the online student `denoise_fn`
 (≈55 M parameters of the student file's 168 M), the vocoder and the content encoder. Every ONNX
@@ -34,9 +35,11 @@ from engine.voicepack import (
     VoicePackError,
     load_manifest,
     sha256_file,
+    unlisted_paths,
     write_manifest,
 )
 from exporters import parity
+from exporters.references import ReferenceClipError, prepare_references, reference_paths, write_references
 from exporters.graphs import GraphSpec, content_graph, decoder_graph, vocoder_graph
 
 DEFAULT_OPSET = 17
@@ -96,7 +99,7 @@ def check_out_folder(out: Path, inputs: Sequence[Path]) -> None:
     except VoicePackError:
         raise ExportError(f"--out {out} exists and is not a voice pack, so it will not be replaced; "
                           "choose a new folder (nothing was changed)") from None
-    others = sorted(p.name for p in out.iterdir() if p.name not in manifest.files())
+    others = unlisted_paths(out, manifest.files())
     if others:
         raise ExportError(f"--out {out} is a voice pack but also holds other files ({', '.join(others[:5])}), "
                           "so it will not be replaced; choose a new folder (nothing was changed)")
@@ -151,9 +154,11 @@ def export_pack(
     opset: int = DEFAULT_OPSET,
     quiet: bool = False,
     stateful: bool = True,
+    references: dict[str, Path] | None = None,
 ) -> tuple[Path, VoiceManifest, dict[str, parity.ParityResult]]:
     """Export a voice pack; returns (folder, manifest, parity results). With `stateful`, the decoder
-    and vocoder are also exported as stateful graphs (exporters/stateful.py) for the stateful engine."""
+    and vocoder are also exported as stateful graphs (exporters/stateful.py) for the stateful engine.
+    `references`: speaker name → audio file of that voice, written as its ≤ 5 s preview clip."""
     from models.checkpoints import CheckpointError
     from models.comosvc import load_official
     from models.content import load_content_encoder
@@ -161,7 +166,8 @@ def export_pack(
 
     ckpt = Path(ckpt)
     out = Path(out) if out else ckpt.parent / "voicepack"
-    check_out_folder(out, _inputs(ckpt, config, vocoder, content))
+    references = references or {}
+    check_out_folder(out, _inputs(ckpt, config, vocoder, content, *references.values()))
     try:
         loaded = load_official(ckpt, config)
     except CheckpointError as exc:
@@ -172,6 +178,11 @@ def export_pack(
     pitch = pitch or str((loaded.config.get("data") or {}).get("f0_extractor", "dio"))
     if pitch not in F0_METHODS:
         raise ExportError(f"unknown F0 method {pitch!r}; choose one of {', '.join(F0_METHODS)}")
+    speakers = loaded.speakers or {"default": 0}
+    try:
+        clips = prepare_references(references, speakers)
+    except ReferenceClipError as exc:
+        raise ExportError(str(exc)) from exc
     steps = (["load", "decoder", "vocoder", "content"] + (["pitch"] if pitch == "fcpe" else [])
              + (["stateful"] if stateful else []) + ["manifest"])
     bar = tqdm(total=len(steps), desc="export", unit="step", disable=quiet, file=sys.stderr)
@@ -225,14 +236,15 @@ def export_pack(
                 extra={"sample_rate": info["sample_rate"], "hop": info["hop"], **info.get("extra", {})},
             )
             bar.update()
-        listed = {net.file for net in networks.values()}
-        strays = sorted(p.name for p in staging.iterdir() if p.name not in listed)
+        reference_clips = write_references(staging, clips)
+        listed = {net.file for net in networks.values()} | {clip.file for clip in reference_clips.values()}
+        strays = unlisted_paths(staging, listed)
         if strays:  # torch writes weights beside a graph over 2 GB; the engine loads one file per network
             raise ExportError(f"the export wrote external data files ({', '.join(strays[:5])}), which a voice pack "
                               "may not hold: a network is too large for a single ONNX file (2 GB)")
         manifest = VoiceManifest(
             name=name or ckpt.parent.name or ckpt.stem,
-            speakers=loaded.speakers or {"default": 0},
+            speakers=speakers,
             sample_rate=24000, hop_length=128,
             mel={"n_mels": 80, "n_fft": 512, "win_length": 512, "fmin": 30, "fmax": 12000,
                  "log": "log10", "spec_min": -6.0, "spec_max": 1.5},
@@ -242,6 +254,7 @@ def export_pack(
             networks=networks,
             verification={name: r.as_json() if hasattr(r, "as_json") else r for name, r in results.items()},
             stateful=stateful_info,
+            references=reference_clips,
             source={"checkpoint": ckpt.name, "kind": loaded.kind, "global_step": loaded.global_step,
                     "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "opset": opset},
         )
@@ -280,6 +293,8 @@ def _export_stateful(staging: Path, model, vocoder, encoder, graphs: list[GraphS
 
 def summary(folder: Path, manifest: VoiceManifest, results: dict) -> str:
     lines = [f"voice pack: {folder}", f"  name: {manifest.name}   speakers: {', '.join(manifest.speakers)}"]
+    if manifest.references:
+        lines.append(f"  preview clips: {', '.join(f'{s} ({c.file})' for s, c in manifest.references.items())}")
     for name, net in manifest.networks.items():
         res = results.get(name)
         if isinstance(res, parity.ParityResult):
@@ -304,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "data.f0_extractor; fcpe adds pitch.onnx; yin needs no lookahead)")
     parser.add_argument("--name", help="voice name shown in the app (default: the checkpoint's folder)")
     parser.add_argument("--out", type=Path, help="output folder (default: <checkpoint folder>/voicepack)")
+    parser.add_argument("--reference", action="append", default=[], metavar="SPEAKER=PATH",
+                        help="a recording of SPEAKER's voice (any audio file; the first 5 s are used), shipped as "
+                             "the preview the app plays when the speaker is chosen; repeat per speaker")
     parser.add_argument("--fp16", action="store_true", help="half precision decoder and content encoder")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--quiet", action="store_true")
@@ -313,8 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         folder, manifest, results = export_pack(args.ckpt, args.config, args.vocoder, args.content, args.pitch,
                                                 args.name, args.out, args.fp16, args.opset, args.quiet,
-                                                stateful=not args.no_stateful)
-    except (ExportError, parity.ParityError) as exc:
+                                                stateful=not args.no_stateful,
+                                                references=reference_paths(args.reference))
+    except (ExportError, ReferenceClipError, parity.ParityError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a full disk or an unwritable folder while writing the pack (nothing was kept)

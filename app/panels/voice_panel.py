@@ -39,6 +39,13 @@ class VoicePanel(QGroupBox):
         self.import_button.setToolTip("Install a voice pack .zip into your voices folder (checked, never executed).")
         self.speaker_combo = QComboBox()
         self.speaker_combo.setToolTip("Voice packs can hold several singers (speakers).")
+        self.preview_button = QPushButton("▶ preview")
+        self.preview_button.setToolTip("Hear a few seconds of this speaker's voice (on the monitor, else the "
+                                       "output; while live, on the monitor only).")
+        self.preview_button.setEnabled(False)
+        self.preview_on_choice = QCheckBox("Preview voices when chosen")
+        self.preview_on_choice.setToolTip("Play a speaker's preview clip when you pick the speaker, if the voice "
+                                          "pack has one.")
         self.pitch = ValueSlider(-24, 24, 1, fmt=lambda v: f"{v:+.0f} st")
         self.pitch.setToolTip("Pitch shift in semitones (12 = one octave). Male→female is often +12.")
         self.gate = ValueSlider(GATE_OFF_DB, 0, 1, fmt=_gate_text)
@@ -54,7 +61,11 @@ class VoicePanel(QGroupBox):
         form = QFormLayout(self)
         form.addRow("Voice", picker)
         form.addRow(self.voice_status)   # spans the row; takes no room while hidden
-        form.addRow("Speaker", self.speaker_combo)
+        speaker = QHBoxLayout()
+        speaker.addWidget(self.speaker_combo, 1)
+        speaker.addWidget(self.preview_button)
+        form.addRow("Speaker", speaker)
+        form.addRow("", self.preview_on_choice)
         form.addRow("Pitch", self.pitch)
         form.addRow("Noise gate", self.gate)
         form.addRow("", self.bypass)
@@ -62,8 +73,9 @@ class VoicePanel(QGroupBox):
         self.voice_combo.activated.connect(self._on_voice_chosen)
         self.folder_button.clicked.connect(lambda: self.choose_folder())
         self.import_button.clicked.connect(lambda: self.import_zip())
-        self.speaker_combo.activated.connect(
-            lambda _: bridge.set_settings(speaker=int(self.speaker_combo.currentData())))
+        self.speaker_combo.activated.connect(lambda _: bridge.choose_speaker(int(self.speaker_combo.currentData())))
+        self.preview_button.clicked.connect(lambda: bridge.preview())
+        self.preview_on_choice.toggled.connect(bridge.set_preview_voices)
         self.pitch.valueChanged.connect(lambda v: bridge.set_settings(pitch=v))
         self.gate.valueChanged.connect(lambda v: bridge.set_settings(gate_db=v))
         self.bypass.toggled.connect(lambda on: bridge.set_settings(bypass=on))
@@ -135,6 +147,11 @@ class VoicePanel(QGroupBox):
         row = self.speaker_combo.findData(settings.speaker)
         if row >= 0:
             self.speaker_combo.setCurrentIndex(row)
+        voice = self.bridge.voice
+        self.preview_button.setEnabled(voice.speaker_name(settings.speaker) in voice.previews)
+        self.preview_on_choice.blockSignals(True)
+        self.preview_on_choice.setChecked(config.preview_voices)
+        self.preview_on_choice.blockSignals(False)
         self.pitch.set_value(settings.pitch)
         self.gate.set_value(settings.gate_db)
         self.bypass.blockSignals(True)

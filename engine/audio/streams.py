@@ -148,7 +148,7 @@ def plan_streams(backend: AudioBackend, *, input: int | str | None, output: int 
     endpoints = [(dev_in, "input", in_channels), (dev_out, "output", out_channels)]
     if dev_mon is not None:
         endpoints.append((dev_mon, "output", mon_channels))
-    rate = _choose_rate(backend, sample_rate, endpoints, exclusive, notes)
+    rate = choose_rate(backend, sample_rate, endpoints, exclusive, notes)
     frames = max(16, round(callback_ms * rate / 1000.0))
     if not dev_in.same_stream_device(dev_out) and dev_in.hostapi != dev_out.hostapi:
         notes.append(f"Input ({dev_in.hostapi}) and output ({dev_out.hostapi}) use different host APIs; they "
@@ -159,8 +159,9 @@ def plan_streams(backend: AudioBackend, *, input: int | str | None, output: int 
                       monitor_channels=mon_channels, exclusive=exclusive, notes=tuple(notes))
 
 
-def _choose_rate(backend: AudioBackend, requested: int | None, endpoints: list[tuple[DeviceInfo, Kind, int]],
-                 exclusive: bool, notes: list[str]) -> int:
+def choose_rate(backend: AudioBackend, requested: int | None, endpoints: list[tuple[DeviceInfo, Kind, int]],
+                exclusive: bool, notes: list[str]) -> int:
+    """The requested rate, else the endpoints' defaults, else 48k/44.1k: the first every endpoint accepts."""
     candidates: list[int] = []
     for r in ([requested] if requested else []) + [int(d.default_samplerate) for d, _, _ in endpoints] \
             + list(FALLBACK_RATES):
@@ -789,4 +790,4 @@ def _names(r: StreamRequest) -> set[str]:
 
 
 __all__ = ["AudioBackend", "AudioIO", "BackendStream", "SimDevice", "SimFlags", "SimulatedBackend", "SoundDeviceBackend",
-           "StreamPlan", "StreamRequest", "plan_streams"]
+           "StreamPlan", "StreamRequest", "choose_rate", "plan_streams"]
