@@ -24,6 +24,7 @@ def test_stages_run_in_order_and_a_second_build_skips_them(tmp_path: Path) -> No
     assert calls[3][2:4] == ["models.train", "prepare"] and "yin" in calls[3]
     assert "--no-mbrola" in calls[0] and "--no-mbrola" in calls[1]
     assert all(str(tmp_path) in " ".join(c) for c in calls[:7])        # WORK spelled out
+    assert calls[-1].count("--reference") == 4                          # a preview clip per target
     assert demo_build.build(tmp_path, tmp_path / "pack", dict(demo_build.PLAN), runner=_runner(calls),
                             log=lambda m: None) == []
     assert (tmp_path / "build" / "teacher.done").read_text().startswith("wall ")

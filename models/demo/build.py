@@ -71,9 +71,13 @@ def _export(work: Path, plan: dict[str, Any], pack: Path) -> list[str]:
     from models.train.checkpoint_io import newest_vocoder
 
     vocoder = newest_vocoder(work / "train" / "logs" / "vocoder")
+    references = []   # the preview clip of each speaker: the first 5 s of its first target utterance
+    for voice in TARGET_VOICES:
+        first = min((work / "targets" / voice).glob("*.flac"), default=None)
+        references += ["--reference", f"{voice}={first or f'WORK/targets/{voice}/<first>.flac'}"]
     return ["-m", "exporters.onnx_export", _newest(work / "train" / "logs" / "como"),
             "--vocoder", str(vocoder) if vocoder else "WORK/train/logs/vocoder/model_ckpt_steps_<step>.ckpt",
-            "--content", "WORK/ppg/ppg.pt", "--name", "CoMo demo voices", "--out", str(pack)]
+            "--content", "WORK/ppg/ppg.pt", "--name", "CoMo demo voices", "--out", str(pack), *references]
 
 
 STAGE_LIST = (
