@@ -164,8 +164,9 @@ def test_ppg_stage_cli_chooses_the_framing_and_keeps_it_on_resume(tmp_path, monk
     for split, seed in (("train", 0), ("kokoro-heldout", 1), ("flite", 2)):
         _tone_utterances(tmp_path / "data", split, 1, seed)
     monkeypatch.setattr(ppg_train, "BATCH", 2)
-    monkeypatch.setattr(ppg_train, "ENCODER", PPGConfig(width=len(PHONES), channels=8, kernels=(3, 3),
-                                                         dilations=(1, 1), right_context=2))
+    monkeypatch.setattr(ppg_train, "ENCODERS", {
+        framing: PPGConfig(width=len(PHONES), channels=8, kernels=(3, 3), dilations=(1, 1), right_context=2,
+                           framing=framing) for framing in ("contentvec", "mel")})
     assert main(["ppg", str(tmp_path), "--steps", "1", "--threads", "1", "--framing", "mel",
                  "--right-context", "1"]) == 0
     model = load_ppg(tmp_path / "ppg" / "ppg.pt")
@@ -183,8 +184,8 @@ def test_ppg_training_resumes_from_its_state(tmp_path, monkeypatch, one_torch_th
     for split, seed in (("train", 0), ("kokoro-heldout", 1), ("flite", 2)):
         _tone_utterances(data, split, 2, seed)
     monkeypatch.setattr(ppg_train, "BATCH", 2)
-    monkeypatch.setattr(ppg_train, "ENCODER", PPGConfig(width=len(PHONES), channels=16, kernels=(3,), dilations=(1,),
-                                                         right_context=1))
+    monkeypatch.setattr(ppg_train, "ENCODERS", {"contentvec": PPGConfig(width=len(PHONES), channels=16, kernels=(3,),
+                                                                         dilations=(1,), right_context=1)})
     ppg_train.train(tmp_path, max_steps=2, log_every=1)
     first = load_ppg(tmp_path / "ppg" / "ppg.pt")
     ppg_train.train(tmp_path, max_steps=4, log_every=1)

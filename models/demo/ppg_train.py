@@ -40,25 +40,22 @@ REFRESH_SECONDS = 300
 VALID_CLIPS = 24                # per test set, scored at each checkpoint
 RIGHT_CONTEXT = 2               # content frames of lookahead (40 ms)
 
-#: The encoder trained here: causal blocks after a first symmetric one that spends the 2-frame
-#: lookahead; left context 26 frames (520 ms), right 2 (40 ms).
-ENCODER = PPGConfig(width=len(PHONES), channels=192, kernels=(5, 5, 5, 5, 3, 3), dilations=(1, 1, 2, 2, 1, 1),
-                    right_context=RIGHT_CONTEXT)
-
-
-#: On the mel grid a frame is 5.33 ms instead of 20: dilations 4x as wide keep about the same left
-#: context in time (71 frames, 379 ms) at the same cost per frame.
-MEL_DILATIONS = (1, 2, 4, 8, 4, 2)
+#: The encoders trained here, per framing. ContentVec's: causal blocks after a first symmetric one that
+#: spends the 2-frame lookahead; left context 26 frames (520 ms), right 2 (40 ms). On the mel grid a
+#: frame is 5.33 ms instead of 20: dilations 4x as wide keep about the same left context in time
+#: (71 frames, 379 ms) at the same cost per frame; one frame (5.3 ms) of lookahead.
+ENCODERS = {
+    "contentvec": PPGConfig(width=len(PHONES), channels=192, kernels=(5, 5, 5, 5, 3, 3),
+                            dilations=(1, 1, 2, 2, 1, 1), right_context=RIGHT_CONTEXT),
+    "mel": PPGConfig(width=len(PHONES), channels=192, kernels=(5, 5, 5, 5, 3, 3), dilations=(1, 2, 4, 8, 4, 2),
+                     right_context=1, framing="mel"),
+}
 
 
 def encoder_config(framing: str | None = None, right_context: int | None = None) -> PPGConfig:
-    """ENCODER with another framing (the mel framing with MEL_DILATIONS) and/or right context
-    (None: ENCODER's)."""
-    changes: dict[str, Any] = {k: v for k, v in (("framing", framing), ("right_context", right_context))
-                               if v is not None}
-    if framing == "mel":
-        changes["dilations"] = MEL_DILATIONS
-    return dataclasses.replace(ENCODER, **changes)
+    """The encoder of `framing` (default "contentvec") with another right context (None: its own)."""
+    config = ENCODERS[framing or "contentvec"]
+    return config if right_context is None else dataclasses.replace(config, right_context=right_context)
 
 
 def crop_samples(model: PPGEncoder) -> int:
