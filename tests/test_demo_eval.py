@@ -111,6 +111,20 @@ def test_key_shift_moves_the_source_median_onto_the_target_median():
     assert median_f0(f0, np.zeros(6, bool)) is None
 
 
+def test_a_small_utterance_limit_still_takes_every_voice_of_a_set(tmp_path):
+    from models.demo.corpus import split_files
+    from models.demo.pack_eval import pick_utterances
+
+    rng = np.random.default_rng(2)
+    for i, speaker in enumerate(["kokoro:a"] * 3 + ["kokoro:b"] * 3):   # written voice by voice, as the data command does
+        audio = _voice(150, 160, 0.2, 16000, rng)
+        write_utterance(tmp_path / "flite", Utterance(f"flite-{i:05d}", "flite", "kokoro", speaker, "x", 16000,
+                                                      [SIL], [len(audio)], {}, audio))
+    picked = pick_utterances(split_files(tmp_path, "flite"), 3)
+    assert [m.id for _, m in picked] == ["flite-00000", "flite-00003", "flite-00001"]
+    assert len(pick_utterances(split_files(tmp_path, "flite"), None)) == 6
+
+
 @pytest.mark.parametrize("package", SCORING_PACKAGES)
 def test_a_missing_package_stops_the_command_with_one_sentence(pack_and_work, tmp_path, monkeypatch, capsys, package):
     pack, work, targets, _ = pack_and_work

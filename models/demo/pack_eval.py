@@ -19,6 +19,7 @@ Writes REPORT_DIR/report.json (every number) and report.md (the tables), default
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -36,7 +37,7 @@ from engine.settings import Settings
 from engine.voicepack import VoiceManifest, VoicePackError, load_manifest
 from engine.voices import load_voice
 from models.demo.corpus import split_files
-from models.demo.utterance import read_audio, read_meta
+from models.demo.utterance import Utterance, read_audio, read_meta
 from models.demo.voice_metrics import (MosScorer, SpeakerEmbedder, Transcriber, key_shift, median_f0, require,
                                        word_errors, words)
 from models.pitch import PitchExtractor, make_pitch_extractor, shift_f0
@@ -70,9 +71,9 @@ class Source:
     audio: np.ndarray                   # float32 [N] at 24 kHz
     f0: np.ndarray                      # Hz [N // 128], 0 where unvoiced
     voiced: np.ndarray                  # bool [N // 128]
-    embedding: np.ndarray | None = None  # resemblyzer unit vector [256]
-    mos: float = math.nan
-    transcript: str = ""
+    embedding: np.ndarray               # resemblyzer unit vector [256]
+    mos: float                          # DistillMOS
+    transcript: str                     # pocketsphinx's words
 
 
 @dataclass
@@ -124,21 +125,34 @@ class Scorers:
 
 
 def _load_24k(path: Path) -> np.ndarray:
-    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    """A reference clip, mono at 24 kHz."""
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    except sf.LibsndfileError as exc:
+        raise EvalError(f"cannot read reference audio {path} ({exc})") from None
     mono = audio.mean(axis=1)
     return mono if rate == MODEL_RATE else soxr.resample(mono, rate, MODEL_RATE).astype(np.float32)
 
 
+def pick_utterances(paths: list[Path], limit: int | None) -> list[tuple[Path, Utterance]]:
+    """At most `limit` sidecars, taken from the speakers in turn (each in id order), so a small limit
+    still hears every voice of a set (the data command writes a set voice by voice)."""
+    by_speaker: dict[str, list[tuple[Path, Utterance]]] = {}
+    for path in paths:
+        meta = read_meta(path)
+        by_speaker.setdefault(meta.speaker, []).append((path, meta))
+    turns = itertools.zip_longest(*(by_speaker[s] for s in sorted(by_speaker)))
+    return [item for turn in turns for item in turn if item is not None][:limit]
+
+
 def load_sources(work: Path, max_utterances: int | None, scorers: Scorers) -> list[Source]:
-    """The held-out utterances (the first `max_utterances` of each set, by id), scored once."""
+    """The held-out utterances (at most `max_utterances` of each set, see `pick_utterances`), scored once."""
     data = work / "data"
     if not data.is_dir():
         raise EvalError(f"{work} has no data/ folder: run `python -m models.demo data {work}` first")
     sources = []
     for name in HELDOUT_SETS:
-        files = split_files(data, name)[:max_utterances]
-        for path in files:
-            meta = read_meta(path)
+        for path, meta in pick_utterances(split_files(data, name), max_utterances):
             if meta.split != name:
                 raise EvalError(f"{path} says it belongs to split {meta.split!r}, not {name!r}")
             audio = read_audio(path)
@@ -219,6 +233,8 @@ def _evaluate(pack: Path, work: Path, block_ms: float, max_utterances: int | Non
               target_audio: Path | None, f0_method: str, rate: int, threads: int, log: Callable[[str], None]) -> dict:
     if max_utterances is not None and max_utterances < 1:
         raise EvalError(f"--max-utterances must be at least 1, got {max_utterances}")
+    if rate < 8000 or threads < 1:
+        raise EvalError(f"--rate must be at least 8000 Hz and --threads at least 1, got {rate} and {threads}")
     pack, work = Path(pack), Path(work)
     manifest = _open_manifest(pack)
     if not work.is_dir():
