@@ -1,14 +1,16 @@
-"""Import `torchfcpe` on machines where `torchaudio` does not load.
+"""Import `torchfcpe` and `distillmos` on machines where `torchaudio` does not load.
 
-`torchfcpe.mel_extractor` does `from torchaudio.transforms import Resample` at import time, but the
-torchaudio binary wheel does not load with torch 2.13, so it is not installed. We always feed FCPE
-16 kHz audio, so its resampler is never built. While `torchfcpe` is imported (and only if a real
-`import torchaudio` fails) we register inert `torchaudio` / `torchaudio.transforms` modules whose
+`torchfcpe.mel_extractor` does `from torchaudio.transforms import Resample` at import time, and
+`distillmos.sqa` does `import torchaudio` (used only by its file-list command line), but the
+torchaudio binary wheel does not load with torch 2.13, so it is not installed. We always feed both
+16 kHz audio, so no torchaudio resampler is ever built. While one of them is imported (and only if a
+real `import torchaudio` fails) we register inert `torchaudio` / `torchaudio.transforms` modules whose
 `Resample` raises a clear error if it is ever constructed; they are removed from `sys.modules` again
 right after, so no other library sees a fake torchaudio.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.machinery
 import sys
 import types
@@ -51,19 +53,23 @@ def _shim_modules() -> dict[str, ModuleType]:
     return {"torchaudio": root, "torchaudio.transforms": transforms}
 
 
-def import_torchfcpe() -> ModuleType:
-    """Return the `torchfcpe` module, importing it behind the shim when torchaudio is unavailable."""
-    if "torchfcpe" in sys.modules:
-        return sys.modules["torchfcpe"]
+def import_behind_shim(name: str) -> ModuleType:
+    """Return module `name`, importing it behind the shim when torchaudio is unavailable (an
+    ImportError of the module itself, e.g. not installed, reaches the caller)."""
+    if sys.modules.get(name) is not None:  # None there means "blocked": import_module raises for it
+        return sys.modules[name]
     if _real_torchaudio_loads():
-        import torchfcpe
-        return torchfcpe
+        return importlib.import_module(name)
     shim = _shim_modules()
     sys.modules.update(shim)
     try:
-        import torchfcpe
+        return importlib.import_module(name)
     finally:
-        for name, module in shim.items():
-            if sys.modules.get(name) is module:
-                del sys.modules[name]
-    return torchfcpe
+        for key, module in shim.items():
+            if sys.modules.get(key) is module:
+                del sys.modules[key]
+
+
+def import_torchfcpe() -> ModuleType:
+    """Return the `torchfcpe` module (see the module docstring)."""
+    return import_behind_shim("torchfcpe")

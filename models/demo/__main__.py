@@ -1,4 +1,4 @@
-"""`python -m models.demo {data,ppg,ppg-eval,targets,build} WORK [...]`: the demo voice's stages (see __init__)."""
+"""`python -m models.demo {data,ppg,ppg-eval,targets,build} WORK [...]`, `evaluate PACK WORK [...]`: the demo voice's stages (see __init__)."""
 from __future__ import annotations
 
 import argparse
@@ -56,11 +56,25 @@ def main(argv: list[str] | None = None) -> int:
     bd.add_argument("--dry-run", action="store_true", help="print the commands of the stages still to run")
     bd.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help=f"change the plan of a new build ({', '.join(sorted(PLAN))})")
+    pe = sub.add_parser("evaluate", help="score a voice pack on the held-out sets through the streaming engine")
+    pe.add_argument("pack", type=Path, help="voice pack folder")
+    pe.add_argument("work", type=Path, help="the demo WORK folder (its data/ has the held-out sets)")
+    pe.add_argument("--block-ms", type=float, default=20.0, help="streaming block (default 20)")
+    pe.add_argument("--max-utterances", type=int, default=None, help="per held-out set (default: all)")
+    pe.add_argument("--out", type=Path, default=None, help="report folder (default WORK/eval/<pack name>)")
+    pe.add_argument("--target-audio", type=Path, default=None,
+                    help="DIR/<speaker>/*.flac: reference audio for speakers the pack has no reference/<speaker>.wav for")
+    pe.add_argument("--f0", choices=("fcpe", "dio"), default="fcpe", help="pitch extractor for the scores (default fcpe)")
+    pe.add_argument("--rate", type=int, default=48000, help="device sample rate the converter runs at (default 48000)")
+    pe.add_argument("--threads", type=int, default=1, help="onnxruntime threads per session (default 1)")
     args = parser.parse_args(argv)
 
     from models.checkpoints import CheckpointError
     from models.demo.data import DataError
     from models.demo.tools import ToolError
+    from models.demo.pack_eval import EvalError
+    from models.demo.voice_metrics import MissingPackage
+    from engine.voicepack import VoicePackError
 
     try:
         if args.stage == "data":
@@ -83,10 +97,14 @@ def main(argv: list[str] | None = None) -> int:
             totals = make_targets(args.work, args.minutes_per_voice, tuple(args.voices or TARGET_VOICES), args.seed,
                                   args.threads)
             print("done: " + ", ".join(f"{v} {s / 60:.1f} min" for v, s in totals.items()))
+        elif args.stage == "evaluate":
+            from models.demo.pack_eval import evaluate_pack
+            evaluate_pack(args.pack, args.work, args.block_ms, args.max_utterances, args.out, args.target_audio,
+                          args.f0, args.rate, args.threads)
         else:
             from models.demo.ppg_eval import evaluate
             evaluate(args.work, args.checkpoint)
-    except (DataError, ToolError, CheckpointError, FileNotFoundError) as e:
+    except (DataError, ToolError, CheckpointError, FileNotFoundError, EvalError, MissingPackage, VoicePackError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
