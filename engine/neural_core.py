@@ -219,7 +219,7 @@ class NeuralCore:
             if final_stop > start:
                 first = start * HOP + yin_pitch.WINDOW_END - yin_pitch.SPAN
                 window = self._audio.read(first, first + yin_pitch.SPAN + HOP * (final_stop - start - 1))
-                raw[: final_stop - start] = yin_pitch.yin_frames(window, start, final_stop - start)
+                raw[: final_stop - start] = yin_pitch.yin_frames(window, final_stop - start)
         elif self.f0_method == "fcpe":
             raw = self._fcpe_frames(start, stop)
             final_stop = min(stop, available // HOP - f0_track.FCPE_RIGHT_MARGIN)

@@ -47,14 +47,13 @@ def lookahead_samples() -> int:
     return WINDOW_END
 
 
-def yin_frames(audio: np.ndarray, first_frame: int, n_frames: int) -> np.ndarray:
-    """F0 in Hz (0 = unvoiced) of mel frames [first_frame, first_frame + n_frames), float32 [n_frames].
+def yin_frames(audio: np.ndarray, n_frames: int) -> np.ndarray:
+    """F0 in Hz (0 = unvoiced) of `n_frames` consecutive mel frames k0, k0 + 1, …, float32 [n_frames].
 
-    `audio` [N] holds 24 kHz samples from `128 first_frame + 64 - SPAN` (the first frame's window
+    `audio` [N] holds the 24 kHz samples from `128 k0 + 64 - SPAN` (the first frame's window
     start; a caller at the start of a stream passes zeros for the samples before it) up to at
-    least `128 (first_frame + n_frames - 1) + 64`.
+    least `128 (k0 + n_frames - 1) + 64`.
     """
-    del first_frame  # the windows are relative to `audio`; kept in the signature for the callers' clarity
     x = np.asarray(audio, dtype=np.float64)
     need = HOP * (n_frames - 1) + SPAN if n_frames else 0
     if len(x) < need:

@@ -259,7 +259,7 @@ class YinPitch(PitchExtractor):
             return np.zeros(0, np.float32), np.zeros(0, bool)
         # zeros before the stream's start, so that frame 0's window [64 - SPAN, 64) exists
         padded = np.concatenate([np.zeros(SPAN - WINDOW_END, dtype=wav.dtype), wav])
-        f0 = yin_frames(padded, 0, p_len)
+        f0 = yin_frames(padded, p_len)
         return f0, f0 > 0
 
     def fill(self, f0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
