@@ -312,7 +312,10 @@ class Converter:
             index = self.unit_index(content_in, n_frames) if len(pieces) > 1 else None
             half = SLICE_CROSSFADE_SECONDS * SAMPLE_RATE / 2 if len(pieces) > 1 else 0
             out = np.zeros(n_frames * HOP, dtype=np.float32)
-            hook = self.acoustic.model.decoder.register_forward_hook(lambda *_: tick(1))
+            def count_pass(*_: object) -> None:
+                tick(1)   # returns None: a forward hook's non-None return would replace the decoder's output
+
+            hook = self.acoustic.model.decoder.register_forward_hook(count_pass)
             try:
                 for piece in pieces:
                     a, b = piece.start, piece.stop

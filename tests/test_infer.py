@@ -374,3 +374,15 @@ def test_disk_full_leaves_the_old_output(assets, tmp_path: Path, capsys, monkeyp
     expect_error(capsys, cli(assets, out, "-q"), "the disk is full")
     assert out.read_bytes() == b"earlier result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.wav"]
+
+
+def test_a_progress_callback_that_returns_a_value_changes_nothing(assets) -> None:
+    """tqdm's `update` returns True when it redraws (timing-dependent): counting decoder passes must not
+    let that value replace the decoder's output (a forward hook's return value does)."""
+    conv = Converter.load(assets["student"], assets["vocoder"], assets["content"])
+    wav = load_audio(assets["in"])
+    quiet = conv.convert(wav, speaker=0, seed=3)
+    counted = []
+    loud = conv.convert(wav, speaker=0, seed=3, progress=lambda n: counted.append(n) or 1.5)
+    assert sum(counted) > 0
+    np.testing.assert_array_equal(loud, quiet)
