@@ -41,7 +41,9 @@ class PulseServer:
         self.env: dict[str, str] = {}
         self._saved: dict[str, str | None] = {}
 
-    def start(self) -> "PulseServer":
+    def start(self, rescan: bool = True) -> "PulseServer":
+        """Start the server; `rescan`: re-initialise this process's PortAudio to see it (not while a
+        session in this process may hold a stream: Pa_Terminate then blocks for good)."""
         for tool in ("pulseaudio", "pactl", "parecord", "pacat"):
             if shutil.which(tool) is None:
                 raise PulseUnavailable(f"{tool} is not installed (apt-get install pulseaudio pulseaudio-utils)")
@@ -54,7 +56,8 @@ class PulseServer:
         if not self._saved:
             self._saved = {k: os.environ.get(k) for k in ENV_KEYS}
         os.environ.update(self.env)
-        rescan_portaudio()
+        if rescan:
+            rescan_portaudio()
         return self
 
     def stop(self, restore_env: bool = True) -> None:
