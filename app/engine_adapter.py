@@ -4,8 +4,9 @@ Every other app module reaches the engine through this one (a test checks it): t
 `EngineAdapter` (tests replace it with a fake), panels see only `app.values`, and the engine's
 objects are translated into those values here (`latency_view`, `readouts_from_stats`). Engine
 modules are imported inside the methods, so the window opens fast and even when the engine cannot
-load (no PortAudio, no onnxruntime); `Settings`, `LIVE_SAFE` and the safe writers (`engine.safe_write`)
-are plain and come at once.
+load (no PortAudio, no onnxruntime); `Settings`, `LIVE_SAFE`, the safe writers (`engine.safe_write`)
+and the voice specs (`BUILTIN_DSP`, the always-available fallback; `DEFAULT_VOICE`, a fresh install's
+voice) are plain and come at once.
 """
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ from app.values import SILENCE_DB, DeviceInfo, LatencyRow, LatencyView, LATENCY_
 from engine.safe_write import OutputError, fsync_tree, write_bytes, write_text
 from engine.settings import LIVE_SAFE, Settings
 from engine.voicepack import MANIFEST_NAME, unlisted_paths
+from engine.voices import BUILTIN_DSP, DEFAULT_VOICE
 
 if TYPE_CHECKING:
     from engine import voices
     from engine.latency import LatencyBreakdown
     from engine.session import LiveStats, SessionConfig
 
-__all__ = ["LIVE_SAFE", "MANIFEST_NAME", "EngineAdapter", "OutputError", "Session", "Settings", "latency_view", "readouts_from_stats",
+__all__ = ["BUILTIN_DSP", "DEFAULT_VOICE", "LIVE_SAFE", "MANIFEST_NAME", "EngineAdapter", "OutputError", "Session", "Settings", "latency_view", "readouts_from_stats",
            "fsync_tree", "unlisted_paths", "write_bytes", "write_text"]
 
 
@@ -106,12 +108,10 @@ class EngineAdapter:
         """
         from engine import voices
 
-        if spec != voices.BUILTIN_DSP and verify:
-            self.validate_pack(Path(spec))
-        return _voice_info(voices.describe(spec))
+        return _voice_info(voices.describe(spec, verify_hashes=verify))
 
     def installed_voices(self) -> list[VoiceInfo]:
-        """Built-in voice first, then the valid packs in the voices folder."""
+        """Built-in voice first, then the valid packs shipped with the program, then those in the voices folder."""
         from engine import voices
 
         return [_voice_info(info) for info in voices.list_installed()]
@@ -138,9 +138,10 @@ class EngineAdapter:
         from engine.audio.streams import SoundDeviceBackend
         from engine.reference import load_reference
         from engine.voicepack import VoicePackError
+        from engine.voices import pack_folder
 
         def clip_at(rate: int) -> Any:
-            clip = load_reference(spec, speaker, rate)
+            clip = load_reference(pack_folder(spec), speaker, rate)
             if clip is None:
                 raise VoicePackError(f"this voice has no preview clip for {speaker!r}")
             return clip
@@ -181,11 +182,11 @@ class EngineAdapter:
 
 def _voice_info(info: voices.VoiceInfo) -> VoiceInfo:
     """engine.voices.VoiceInfo (speakers as a name->id dict) -> the app's VoiceInfo."""
-    from engine.voices import BUILTIN_DSP
+    from engine.voices import is_bundled
 
     speakers = tuple((str(name), int(sid)) for name, sid in sorted(info.speakers.items(), key=lambda item: item[1]))
     return VoiceInfo(spec=str(info.spec), name=str(info.name), speakers=speakers,
-                     builtin=str(info.spec) == BUILTIN_DSP,
+                     builtin=str(info.spec) == BUILTIN_DSP, shipped=is_bundled(str(info.spec)),
                      previews=frozenset(str(name) for name in info.references))
 
 
