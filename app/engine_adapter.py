@@ -5,8 +5,8 @@ Every other app module reaches the engine through this one (a test checks it): t
 objects are translated into those values here (`latency_view`, `readouts_from_stats`). Engine
 modules are imported inside the methods, so the window opens fast and even when the engine cannot
 load (no PortAudio, no onnxruntime); `Settings`, `LIVE_SAFE`, the safe writers (`engine.safe_write`)
-and the voice specs (`BUILTIN_DSP`, the always-available fallback; `DEFAULT_VOICE`, a fresh install's
-voice) are plain and come at once.
+and the voice specs (`BUILTIN_DSP`, the voice that always loads; `default_voice()`, a fresh install's)
+are plain and come at once.
 """
 from __future__ import annotations
 
@@ -21,15 +21,21 @@ from app.values import SILENCE_DB, DeviceInfo, LatencyRow, LatencyView, LATENCY_
 from engine.safe_write import OutputError, fsync_tree, write_bytes, write_text
 from engine.settings import LIVE_SAFE, Settings
 from engine.voicepack import MANIFEST_NAME, unlisted_paths
-from engine.voices import BUILTIN_DSP, DEFAULT_VOICE
+from engine import voices as _voices
+from engine.voices import BUILTIN_DSP
 
 if TYPE_CHECKING:
     from engine import voices
     from engine.latency import LatencyBreakdown
     from engine.session import LiveStats, SessionConfig
 
-__all__ = ["BUILTIN_DSP", "DEFAULT_VOICE", "LIVE_SAFE", "MANIFEST_NAME", "EngineAdapter", "OutputError", "Session", "Settings", "latency_view", "readouts_from_stats",
-           "fsync_tree", "unlisted_paths", "write_bytes", "write_text"]
+__all__ = ["BUILTIN_DSP", "LIVE_SAFE", "MANIFEST_NAME", "EngineAdapter", "OutputError", "Session", "Settings", "latency_view", "readouts_from_stats",
+           "default_voice", "fsync_tree", "unlisted_paths", "write_bytes", "write_text"]
+
+
+def default_voice() -> str:
+    """The voice of a fresh install: the engine's `DEFAULT_VOICE` (read when asked, so it has one home)."""
+    return _voices.DEFAULT_VOICE
 
 
 class Session(Protocol):

@@ -19,7 +19,7 @@ from typing import Any
 
 import platformdirs
 
-from app.engine_adapter import DEFAULT_VOICE, OutputError, Settings, write_bytes, write_text
+from app.engine_adapter import OutputError, Settings, default_voice, write_bytes, write_text
 from app.values import DeviceRef
 
 APP_NAME = "como-live"
@@ -44,7 +44,7 @@ class AppConfig:
     monitor_device: DeviceRef | None = None
     sample_rate: int | None = None
     input_channel: int = 0
-    voice: str = DEFAULT_VOICE          # the engine's: the switch to the shipped demo voice is one constant
+    voice: str = field(default_factory=default_voice)   # the engine's DEFAULT_VOICE
     settings: Settings = field(default_factory=Settings)
     record_dir: str | None = None
     preview_voices: bool = True      # play a speaker's preview clip when it is chosen
@@ -100,9 +100,9 @@ def config_from_json(data: Any) -> tuple[AppConfig, list[str]]:
     if not (isinstance(channel, int) and 0 <= channel < 64):
         warnings.append(f"Saved input channel {channel!r} is invalid; using channel 1.")
         channel = 0
-    voice = data.get("voice", DEFAULT_VOICE)
+    voice = data.get("voice")
     if not isinstance(voice, str) or not voice:
-        voice = DEFAULT_VOICE
+        voice = default_voice()
     record_dir = data.get("record_dir")
     preview_voices = data.get("preview_voices", True)
     if not isinstance(preview_voices, bool):

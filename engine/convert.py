@@ -29,7 +29,8 @@ from engine.converter import Converter, convert_blocks
 from engine.safe_write import OutputError, atomic_path, audio_writer, check_output_file
 from engine.settings import Settings
 from engine.voicepack import VoicePackError
-from engine.voices import VOICE_HELP, DEFAULT_VOICE, describe, load_voice
+from engine import voices
+from engine.voices import VOICE_HELP, describe, load_voice
 
 if TYPE_CHECKING:
     import soundfile as sf
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine.convert", description=__doc__.split("\n")[0])
     p.add_argument("input", type=Path)
     p.add_argument("output", type=Path)
-    p.add_argument("--voice", default=DEFAULT_VOICE, help=VOICE_HELP)
+    p.add_argument("--voice", default=voices.DEFAULT_VOICE, help=VOICE_HELP)
     p.add_argument("--block-ms", type=float, default=Settings.block_ms)
     p.add_argument("--lookahead-ms", type=float, default=Settings.lookahead_ms)
     p.add_argument("--crossfade-ms", type=float, default=Settings.crossfade_ms)

@@ -25,7 +25,8 @@ from engine.audio import devices, virtual_cable
 from engine.audio.pulse import PulseError
 from engine.session import LiveSession, LiveStats, SessionConfig, SessionError
 from engine.settings import AUTO_BUDGET, LATE_FILL_CHOICES, Settings, parse_budget
-from engine.voices import DEFAULT_VOICE, VOICE_HELP, describe
+from engine import voices
+from engine.voices import VOICE_HELP, describe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--sample-rate", type=int, help="device rate (default: the devices' own)")
     dev.add_argument("--exclusive", action="store_true", help="WASAPI exclusive mode (Windows)")
     voice = p.add_argument_group("voice")
-    voice.add_argument("--voice", default=DEFAULT_VOICE, help=VOICE_HELP)
+    voice.add_argument("--voice", default=voices.DEFAULT_VOICE, help=VOICE_HELP)
     voice.add_argument("--key", type=float, default=0.0, help="pitch shift in semitones")
     voice.add_argument("--speaker", type=int, default=0, help="speaker id inside the voice")
     timing = p.add_argument_group("timing")

@@ -37,9 +37,9 @@ BUILTIN_DEMO = "builtin:demo"
 #: The voice of a fresh install of the app, of `engine.convert` and of `engine.live`. It becomes
 #: BUILTIN_DEMO when the trained pack is committed in voices/demo (issue 12).
 DEFAULT_VOICE = BUILTIN_DSP
-#: The `--voice` help of the command-line tools.
+#: The `--voice` help of the command-line tools (argparse fills in the default).
 VOICE_HELP = (f"{BUILTIN_DSP} (the built-in WORLD voice, no model), {BUILTIN_DEMO} (the demo voice pack shipped "
-              f"in voices/demo) or a voice-pack folder (default: {DEFAULT_VOICE})")
+              "in voices/demo) or a voice-pack folder (default: %(default)s)")
 #: A shipped pack's folder name (no path separators, no "..": a spec from a settings file stays inside).
 _BUNDLED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16)": "float16"}
@@ -105,8 +105,9 @@ def _shipped_pack_errors(spec: str) -> Iterator[None]:
     except VoicePackError as exc:
         remedy = ("reinstall CoMo Live" if getattr(sys, "_MEIPASS", None)
                   else f"rebuild it with `python -m models.demo build WORK --pack {folder}`")
-        state = "is missing" if not (folder / MANIFEST_NAME).is_file() else "is broken"
-        raise VoicePackError(f"the voice {spec} shipped with the program {state} ({exc}); {remedy} "
+        problem = (f"is broken ({exc})" if (folder / MANIFEST_NAME).is_file()
+                   else f"is missing: {folder} has no {MANIFEST_NAME}")
+        raise VoicePackError(f"the voice {spec} shipped with the program {problem}; {remedy} "
                              f"or choose {BUILTIN_DSP}") from exc
 
 

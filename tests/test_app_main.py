@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 from PyQt6.QtWidgets import QApplication  # noqa: E402
 
 from app.__main__ import main  # noqa: E402
-from app.engine_adapter import DEFAULT_VOICE  # noqa: E402
+from app.engine_adapter import default_voice  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -35,6 +35,6 @@ def test_main_opens_window_with_the_default_voice(qtbot, tmp_path: Path, monkeyp
     assert main(["--config-dir", str(tmp_path / "cfg")]) == 0
     assert len(seen) == 1
     window = seen[0]
-    assert window.bridge.config.voice == DEFAULT_VOICE
-    assert window.voice_panel.voice_combo.currentData() == DEFAULT_VOICE
+    assert window.bridge.config.voice == default_voice()
+    assert window.voice_panel.voice_combo.currentData() == default_voice()
     assert (tmp_path / "cfg" / "settings.json").is_file()  # saved on close
