@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from engine import voices
 from engine.converter import Converter, convert_blocks
 from engine.safe_write import OutputError, atomic_path, audio_writer, check_output_file
 from engine.settings import Settings
 from engine.voicepack import VoicePackError
-from engine import voices
 from engine.voices import VOICE_HELP, describe, load_voice
 
 if TYPE_CHECKING:

@@ -21,11 +21,11 @@ import threading
 import time
 from typing import Iterator, Sequence
 
+from engine import voices
 from engine.audio import devices, virtual_cable
 from engine.audio.pulse import PulseError
 from engine.session import LiveSession, LiveStats, SessionConfig, SessionError
 from engine.settings import AUTO_BUDGET, LATE_FILL_CHOICES, Settings, parse_budget
-from engine import voices
 from engine.voices import VOICE_HELP, describe
 
 

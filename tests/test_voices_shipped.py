@@ -11,6 +11,7 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import json  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -47,6 +48,15 @@ def test_every_entry_point_takes_its_default_from_the_engine(monkeypatch) -> Non
     assert AppConfig().voice == "builtin:some-default"                       # a fresh install
     assert config_from_json({})[0].voice == "builtin:some-default"           # settings without a voice
     assert config_from_json({"voice": 3})[0].voice == "builtin:some-default"
+
+
+def test_reading_the_default_loads_no_voice_runtime() -> None:
+    """The app takes its default from engine.voices at start: that must not need onnxruntime (or numpy)."""
+    probe = ("import sys; from app.settings_store import AppConfig; AppConfig(); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnxruntime', 'numpy')))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
 def test_the_default_is_a_voice_that_loads() -> None:
