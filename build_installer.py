@@ -7,7 +7,10 @@
 The bundle is built in its own venv (build/installer-venv-cpu or -gpu, reused while the runtime
 requirements in pyproject.toml do not change) that holds only the runtime dependencies and
 PyInstaller, so nothing of the dev venv (torch, onnx, the training code) can slip in; the build
-then checks the result for torch/models/exporters files and fails if it finds any.
+then checks the result for torch/models/exporters files and fails if it finds any. The voice packs
+in voices/ (the shipped voices, e.g. the demo voice in voices/demo) are bundled: before the build
+each must load with every file's sha256 verified (a broken one stops the build), and after it the
+bundle's copies must load the same way.
 Packaging files (spec, icons, runtime hook) live in packaging/.
 """
 from __future__ import annotations
@@ -28,8 +31,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent
 PACKAGING = REPO / "packaging"
+SHIPPED_VOICES = REPO / "voices"   # bundled as `voices/`, where engine.voices.bundled_voices_dir() looks
 sys.path.insert(0, str(PACKAGING))
 import bundle_rules as rules  # noqa: E402  (packaging/ is not a package: the spec imports it the same way)
+
+from engine.voicepack import VoicePackError, load_manifest  # noqa: E402  (plain Python: runs in any interpreter)
 
 #: Where PyInstaller puts packages inside the output: the folder itself, its contents directory, a .app's.
 LIBRARY_FOLDERS = (".", "_internal", "Contents/Frameworks", "Contents/Resources")
@@ -146,6 +152,33 @@ def verify_bundle(folder: Path) -> None:
                          + ", ".join(sorted(set(bad))[:5]))
 
 
+def check_voice_packs(voices: Path) -> list[str]:
+    """Every folder in `voices` is a voice pack whose files match their sha256 (else `BuildError` naming it);
+    returns their names (none when `voices` does not exist)."""
+    if not voices.is_dir():
+        return []
+    names = []
+    for pack in sorted(p for p in voices.iterdir() if p.is_dir()):
+        try:
+            load_manifest(pack, verify_hashes=True)
+        except VoicePackError as exc:
+            raise BuildError(f"the shipped voice pack {pack} is broken ({exc}); rebuild it (the demo voice: "
+                             "python -m models.demo build WORK) or move it out of voices/") from exc
+        names.append(pack.name)
+    return names
+
+
+def verify_bundled_voices(folder: Path, shipped: list[str]) -> None:
+    """The bundle's voices folder (each copy: a .app links one into another) holds exactly the packs
+    `shipped`, each loading with its hashes verified."""
+    roots = {(folder / library / "voices").resolve() for library in LIBRARY_FOLDERS
+             if (folder / library / "voices").is_dir()}
+    for bundled in [check_voice_packs(root) for root in sorted(roots)] or [[]]:
+        if bundled != shipped:
+            raise BuildError(f"the bundle's voice packs ({', '.join(bundled) or 'none'}) are not those in voices/ "
+                             f"({', '.join(shipped) or 'none'})")
+
+
 def unpacked_size(folder: Path) -> int:
     return sum(p.lstat().st_size for p in bundle_files(folder))
 
@@ -185,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     folder_name = f"{rules.EXECUTABLE}-{app_version()}-{platform_tag()}" + ("-gpu" if args.gpu else "")
     started = time.perf_counter()
     try:
+        shipped = check_voice_packs(SHIPPED_VOICES)
+        print(f"shipped voices: {', '.join(shipped) or 'none'} (checked)")
         python, venv_seconds = ensure_build_venv(venv_dir, build_requirements(args.gpu))
         pyinstaller_started = time.perf_counter()
         run_pyinstaller(python, folder_name, out, work)
@@ -194,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir():
             raise BuildError(f"PyInstaller finished but {folder} does not exist")
         verify_bundle(folder)
+        verify_bundled_voices(folder, shipped)
         if not macos:   # a file added inside a .app would break its code signature
             shutil.copyfile(PACKAGING / "README-bundle.txt", folder / "README.txt")
         archive_started = time.perf_counter()

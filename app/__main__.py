@@ -22,6 +22,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config-dir", help="folder for settings.json (default: the user config folder)")
     parser.add_argument("--self-test", action="store_true",
                         help="convert 2 s of generated audio with the default voice, print provider and latency")
+    parser.add_argument("--voice", help="with --self-test: test this voice (builtin:dsp, builtin:demo or a pack folder)")
     parser.add_argument("--install-desktop-entry", action="store_true",
                         help="add CoMo Live to the desktop menu of the current user (Linux)")
     parser.add_argument("--version", action="version", version=f"como-live {__version__}")
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.self_test:
         from app import self_test
 
-        return self_test.main(__version__)
+        return self_test.main(__version__, args.voice)
     if args.install_desktop_entry:
         return _install_desktop_entry()
 

@@ -29,9 +29,9 @@ from typing import Any
 
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal, pyqtSlot
 
-from app.engine_adapter import LIVE_SAFE, EngineAdapter, Session, latency_view, readouts_from_stats
+from app.engine_adapter import BUILTIN_DSP, LIVE_SAFE, EngineAdapter, Session, latency_view, readouts_from_stats
 from app.jobs import JobRunner
-from app.settings_store import BUILTIN_VOICE, AppConfig
+from app.settings_store import AppConfig
 from app.values import IDLE, DeviceInfo, DeviceRef, Readouts, VoiceInfo
 from app.voice_import import VoiceImportError, clean_stale_imports, import_voice_zip
 
@@ -73,7 +73,7 @@ class AudioBridge(QObject):
         self._config = config or AppConfig()
         self._session: Session | None = session   # created lazily so the window opens even if the engine can't
         self._devices: list[DeviceInfo] = []
-        self._voice = VoiceInfo(BUILTIN_VOICE, "Built-in voice", (("Default", 0),), builtin=True)
+        self._voice = VoiceInfo(BUILTIN_DSP, "Built-in voice", (("Default", 0),), builtin=True)
         self._listed: list[VoiceInfo] = []
         self._voice_jobs = 0   # voice checks/imports submitted and not answered yet
         self._state = "stopped"
@@ -141,7 +141,8 @@ class AudioBridge(QObject):
 
     # -- startup --------------------------------------------------------------------------------------
     def initialize(self, then: Callable[[], None] | None = None) -> None:
-        """List devices and voices, restore the saved voice, check virtual-mic support: all on the job
+        """List devices and voices, restore the saved voice (or open the default; one that fails
+        falls back to the built-in voice with a warning), check virtual-mic support: all on the job
         thread; each answer arrives as the signal the panels observe. `then()` runs once the device
         list is in."""
         self.refresh_devices(rescan=False, then=then)  # PortAudio has just started: it sees every device
@@ -151,7 +152,7 @@ class AudioBridge(QObject):
             try:
                 return self.engine.voice_info(spec, verify=False), None
             except Exception as exc:
-                return self.engine.voice_info(BUILTIN_VOICE), exc
+                return self.engine.voice_info(BUILTIN_DSP), exc
 
         self._voice_job(restore, self._restored)
         self.refresh_voices(clean_up=True)
@@ -160,9 +161,9 @@ class AudioBridge(QObject):
 
     def _restored(self, answer: tuple[VoiceInfo, Exception | None]) -> None:
         self._voice, failure = answer
-        if failure is not None:
-            self._config = replace(self._config, voice=BUILTIN_VOICE)
-            self.message.emit("warning", f"Saved voice could not be loaded ({failure}); using the built-in voice.")
+        if failure is not None:   # said, never silent: the built-in voice always loads
+            self._config = replace(self._config, voice=BUILTIN_DSP)
+            self.message.emit("warning", f"Voice could not be loaded ({failure}); using the built-in voice instead.")
         self._clamp_speaker()
         self.configChanged.emit(self._config)
         self.voiceChanged.emit(self._voice)
@@ -265,7 +266,7 @@ class AudioBridge(QObject):
                     clean_stale_imports(self.engine.voices_dir())
                 return self.engine.installed_voices(), None
             except Exception as exc:
-                return [self.engine.voice_info(BUILTIN_VOICE)], exc
+                return [self.engine.voice_info(BUILTIN_DSP)], exc
 
         self._jobs.submit(listing, self._voices_listed, lambda exc: self._voices_listed(([], exc)))
 

@@ -4,7 +4,8 @@ Every other app module reaches the engine through this one (a test checks it): t
 `EngineAdapter` (tests replace it with a fake), panels see only `app.values`, and the engine's
 objects are translated into those values here (`latency_view`, `readouts_from_stats`). Engine
 modules are imported inside the methods, so the window opens fast and even when the engine cannot
-load (no PortAudio, no onnxruntime); `Settings`, `LIVE_SAFE` and the safe writers (`engine.safe_write`)
+load (no PortAudio, no onnxruntime); `Settings`, `LIVE_SAFE`, the safe writers (`engine.safe_write`)
+and `engine.voices` (voice specs and listings; it loads numpy and onnxruntime only to open a voice)
 are plain and come at once.
 """
 from __future__ import annotations
@@ -19,15 +20,21 @@ from typing import TYPE_CHECKING, Any, Protocol
 from app.values import SILENCE_DB, DeviceInfo, LatencyRow, LatencyView, LATENCY_PARTS, Readouts, VoiceInfo
 from engine.safe_write import OutputError, fsync_tree, write_bytes, write_text
 from engine.settings import LIVE_SAFE, Settings
+from engine import voices
 from engine.voicepack import MANIFEST_NAME, unlisted_paths
+from engine.voices import BUILTIN_DSP
 
 if TYPE_CHECKING:
-    from engine import voices
     from engine.latency import LatencyBreakdown
     from engine.session import LiveStats, SessionConfig
 
-__all__ = ["LIVE_SAFE", "MANIFEST_NAME", "EngineAdapter", "OutputError", "Session", "Settings", "latency_view", "readouts_from_stats",
-           "fsync_tree", "unlisted_paths", "write_bytes", "write_text"]
+__all__ = ["BUILTIN_DSP", "LIVE_SAFE", "MANIFEST_NAME", "EngineAdapter", "OutputError", "Session", "Settings", "latency_view", "readouts_from_stats",
+           "default_voice", "fsync_tree", "unlisted_paths", "write_bytes", "write_text"]
+
+
+def default_voice() -> str:
+    """The voice of a fresh install: the engine's `DEFAULT_VOICE` (read when asked, so it has one home)."""
+    return voices.DEFAULT_VOICE
 
 
 class Session(Protocol):
@@ -104,22 +111,15 @@ class EngineAdapter:
         verify=True also checks every file's sha256 (a user just picked it); False is the quick
         check used when listing and restoring (the session verifies again when it loads the pack).
         """
-        from engine import voices
-
-        if spec != voices.BUILTIN_DSP and verify:
-            self.validate_pack(Path(spec))
-        return _voice_info(voices.describe(spec))
+        return _voice_info(voices.describe(spec, verify_hashes=verify))
 
     def installed_voices(self) -> list[VoiceInfo]:
-        """Built-in voice first, then the valid packs in the voices folder."""
-        from engine import voices
-
+        """Built-in voice first, then the valid packs shipped with the program, then those in the voices folder."""
         return [_voice_info(info) for info in voices.list_installed()]
 
     def open_converter(self, spec: str, settings: Settings, rate: int) -> tuple[str, Any]:
         """(the voice's name, an `engine.converter.Converter` of `spec` at `rate` Hz): the object live
         audio runs, for converting offline (the self-test). Raises `VoicePackError` for a bad voice."""
-        from engine import voices
         from engine.converter import Converter
 
         return voices.describe(spec).name, Converter(lambda s: voices.load_voice(spec, s), settings, rate)
@@ -140,7 +140,7 @@ class EngineAdapter:
         from engine.voicepack import VoicePackError
 
         def clip_at(rate: int) -> Any:
-            clip = load_reference(spec, speaker, rate)
+            clip = load_reference(voices.pack_folder(spec), speaker, rate)
             if clip is None:
                 raise VoicePackError(f"this voice has no preview clip for {speaker!r}")
             return clip
@@ -155,8 +155,6 @@ class EngineAdapter:
             self._preview.stop()
 
     def voices_dir(self) -> Path:
-        from engine import voices
-
         return voices.voices_dir()
 
     def virtual_mic_support(self) -> tuple[bool, str]:
@@ -181,11 +179,9 @@ class EngineAdapter:
 
 def _voice_info(info: voices.VoiceInfo) -> VoiceInfo:
     """engine.voices.VoiceInfo (speakers as a name->id dict) -> the app's VoiceInfo."""
-    from engine.voices import BUILTIN_DSP
-
     speakers = tuple((str(name), int(sid)) for name, sid in sorted(info.speakers.items(), key=lambda item: item[1]))
     return VoiceInfo(spec=str(info.spec), name=str(info.name), speakers=speakers,
-                     builtin=str(info.spec) == BUILTIN_DSP,
+                     builtin=str(info.spec) == BUILTIN_DSP, shipped=voices.is_bundled(str(info.spec)),
                      previews=frozenset(str(name) for name in info.references))
 
 

@@ -100,10 +100,11 @@ def run_self_test(voice: str | None = None) -> SelfTestReport:
                           compute_ms=compute_ms, output_dbfs=level, portaudio=_portaudio_version())
 
 
-def main(version: str) -> int:
+def main(version: str, voice: str | None = None) -> int:
+    """Run the self-test with `voice` (None: the app's default voice) and print its report."""
     print(f"CoMo Live {version} self-test: {SECONDS:g} s of generated voice at {DEVICE_RATE} Hz")
     try:
-        report = run_self_test()
+        report = run_self_test(voice)
     except SelfTestError as exc:
         print(f"self-test failed: {exc}", file=sys.stderr)
         return 1

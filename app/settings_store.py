@@ -19,13 +19,12 @@ from typing import Any
 
 import platformdirs
 
-from app.engine_adapter import OutputError, Settings, write_bytes, write_text
+from app.engine_adapter import OutputError, Settings, default_voice, write_bytes, write_text
 from app.values import DeviceRef
 
 APP_NAME = "como-live"
 FILE_NAME = "settings.json"
 STORE_VERSION = 1
-BUILTIN_VOICE = "builtin:dsp"
 CONFIG_DIR_ENV = "COMO_LIVE_CONFIG_DIR"  # tests and portable installs point this elsewhere
 #: Saved but never restored: starting in bypass would put the streamer's real voice on air unasked.
 NOT_RESTORED = frozenset({"bypass"})
@@ -45,7 +44,7 @@ class AppConfig:
     monitor_device: DeviceRef | None = None
     sample_rate: int | None = None
     input_channel: int = 0
-    voice: str = BUILTIN_VOICE
+    voice: str = field(default_factory=default_voice)   # the engine's DEFAULT_VOICE
     settings: Settings = field(default_factory=Settings)
     record_dir: str | None = None
     preview_voices: bool = True      # play a speaker's preview clip when it is chosen
@@ -101,9 +100,9 @@ def config_from_json(data: Any) -> tuple[AppConfig, list[str]]:
     if not (isinstance(channel, int) and 0 <= channel < 64):
         warnings.append(f"Saved input channel {channel!r} is invalid; using channel 1.")
         channel = 0
-    voice = data.get("voice", BUILTIN_VOICE)
+    voice = data.get("voice")
     if not isinstance(voice, str) or not voice:
-        voice = BUILTIN_VOICE
+        voice = default_voice()
     record_dir = data.get("record_dir")
     preview_voices = data.get("preview_voices", True)
     if not isinstance(preview_voices, bool):

@@ -66,13 +66,20 @@ def group_by_hostapi(devices: Iterable[DeviceInfo]) -> dict[str, list[DeviceInfo
 @dataclass(frozen=True)
 class VoiceInfo:
     """A voice the user can pick. `speakers` are (name, id) in the pack's order; `previews` names the
-    speakers the pack has a preview clip of."""
+    speakers the pack has a preview clip of; `shipped`: a voice pack that comes with the program (like
+    the built-in voice it lives in the program's folder, not among the user's imported packs)."""
 
     spec: str
     name: str
     speakers: tuple[tuple[str, int], ...]
     builtin: bool = False
     previews: frozenset[str] = frozenset()
+    shipped: bool = False
+
+    @property
+    def label(self) -> str:
+        """What the voice picker shows."""
+        return f"{self.name} (shipped with CoMo Live)" if self.shipped else self.name
 
     def speaker_name(self, speaker_id: int) -> str | None:
         return next((name for name, sid in self.speakers if sid == speaker_id), None)

@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from engine import voices
 from engine.converter import Converter, convert_blocks
 from engine.safe_write import OutputError, atomic_path, audio_writer, check_output_file
 from engine.settings import Settings
 from engine.voicepack import VoicePackError
-from engine.voices import BUILTIN_DSP, describe, load_voice
+from engine.voices import VOICE_HELP, describe, load_voice
 
 if TYPE_CHECKING:
     import soundfile as sf
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine.convert", description=__doc__.split("\n")[0])
     p.add_argument("input", type=Path)
     p.add_argument("output", type=Path)
-    p.add_argument("--voice", default=BUILTIN_DSP, help=f"voice pack folder or {BUILTIN_DSP} (default)")
+    p.add_argument("--voice", default=voices.DEFAULT_VOICE, help=VOICE_HELP)
     p.add_argument("--block-ms", type=float, default=Settings.block_ms)
     p.add_argument("--lookahead-ms", type=float, default=Settings.lookahead_ms)
     p.add_argument("--crossfade-ms", type=float, default=Settings.crossfade_ms)

@@ -9,7 +9,7 @@ Prints one status line a second (latency, compute p50/p99 against the block budg
 late blocks, xruns = what the driver flagged, levels; a latency step with its cause). When a device
 goes away the line says "waiting for <device>" and audio resumes by itself when it is back.
 Ctrl-C stops cleanly ("[stopped] Stopped.", no traceback). Exit status: 0 after a clean stop
-(Ctrl-C included), 1 when the session failed, 2 for bad arguments.
+(Ctrl-C included), 1 when the session failed, 2 for bad arguments (a voice that cannot be opened included).
 """
 from __future__ import annotations
 
@@ -21,10 +21,12 @@ import threading
 import time
 from typing import Iterator, Sequence
 
+from engine import voices
 from engine.audio import devices, virtual_cable
 from engine.audio.pulse import PulseError
 from engine.session import LiveSession, LiveStats, SessionConfig, SessionError
 from engine.settings import AUTO_BUDGET, LATE_FILL_CHOICES, Settings, parse_budget
+from engine.voices import VOICE_HELP, describe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--sample-rate", type=int, help="device rate (default: the devices' own)")
     dev.add_argument("--exclusive", action="store_true", help="WASAPI exclusive mode (Windows)")
     voice = p.add_argument_group("voice")
-    voice.add_argument("--voice", default="builtin:dsp", help="voice-pack folder or builtin:dsp (default)")
+    voice.add_argument("--voice", default=voices.DEFAULT_VOICE, help=VOICE_HELP)
     voice.add_argument("--key", type=float, default=0.0, help="pitch shift in semitones")
     voice.add_argument("--speaker", type=int, default=0, help="speaker id inside the voice")
     timing = p.add_argument_group("timing")
@@ -118,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings(block_ms=args.block_ms, lookahead_ms=args.lookahead_ms, crossfade_ms=args.crossfade_ms,
                             pitch=args.key, speaker=args.speaker, gate_db=args.gate_db,
                             monitor_gain_db=args.monitor_gain_db, late_fill=args.late_fill)
+        describe(args.voice)   # a voice that cannot open is bad input (VoicePackError), not a failed session
     except (ValueError, PulseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,9 @@
 """Turning a voice spec into a running `VoiceCore`: the built-in DSP voice or a voice pack.
 
-A spec is `"builtin:dsp"` (always available, no model) or a voice-pack folder. Opening a pack
+A spec is `"builtin:dsp"` (always available, no model), a voice pack shipped with the program
+(`"builtin:<name>"`: the folder `voices/<name>` of the checkout or of the installer bundle, e.g.
+`BUILTIN_DEMO`) or a voice-pack folder. A shipped pack that is missing or broken is an error that
+names its folder, never a silent switch to another voice. Opening a pack
 validates its manifest, reads each network file once, checks those bytes against the manifest's
 sha256 and builds the ONNX Runtime session from them (on the fastest provider, with no access to
 any other file: a graph referring to external weights is refused), checks each graph's inputs and
@@ -12,20 +15,33 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from engine.model_audio import HOP, MODEL_RATE
-from engine.voice_core import VoiceCore
-from engine.runtime import RuntimeSession, create_session
 from engine.settings import Settings
-from engine.voicepack import VoiceManifest, VoicePackError, load_manifest, read_verified
+from engine.voicepack import MANIFEST_NAME, VoiceManifest, VoicePackError, load_manifest, read_verified
 
+if TYPE_CHECKING:   # numpy and onnxruntime load with the first voice: the app reads the constants at start
+    from engine.runtime import RuntimeSession
+    from engine.voice_core import VoiceCore
+
+BUILTIN_PREFIX = "builtin:"
 BUILTIN_DSP = "builtin:dsp"
+#: The multi-speaker demo voice pack shipped with the program in `voices/demo` (issue 12).
+BUILTIN_DEMO = "builtin:demo"
+#: The voice of a fresh install of the app, of `engine.convert` and of `engine.live`. It becomes
+#: BUILTIN_DEMO when the trained pack is committed in voices/demo (issue 12).
+DEFAULT_VOICE = BUILTIN_DSP
+#: The `--voice` help of the command-line tools (argparse fills in the default).
+VOICE_HELP = (f"{BUILTIN_DSP} (the built-in WORLD voice, no model), {BUILTIN_DEMO} (the demo voice pack shipped "
+              "in voices/demo) or a voice-pack folder (default: %(default)s)")
+#: A shipped pack's folder name (no path separators, no "..": a spec from a settings file stays inside).
+_BUNDLED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16)": "float16"}
 #: What the cores feed each network (decoder `speaker` only when the voice has several; a stateful
 #: graph also takes its `position` and state tensors, which the manifest's `stateful` section names).
@@ -61,6 +77,40 @@ def bundled_voices_dir() -> Path:
     return (Path(base) if base else Path(__file__).resolve().parents[1]) / "voices"
 
 
+def is_bundled(spec: str) -> bool:
+    """Whether `spec` names a voice pack shipped with the program (`builtin:<name>`, not the DSP voice)."""
+    return spec.startswith(BUILTIN_PREFIX) and spec not in (BUILTIN_DSP, "builtin")
+
+
+def pack_folder(spec: str) -> Path:
+    """The voice-pack folder `spec` names: a shipped pack's folder in the program, else the spec as a path."""
+    if not is_bundled(spec):
+        return Path(spec)
+    name = spec[len(BUILTIN_PREFIX):]
+    if not _BUNDLED_NAME.fullmatch(name):
+        raise VoicePackError(f"{spec!r} is not a voice name: after {BUILTIN_PREFIX!r} comes the folder name of a "
+                             f"voice shipped with the program (e.g. {BUILTIN_DEMO}) or use {BUILTIN_DSP}")
+    return bundled_voices_dir() / name
+
+
+@contextmanager
+def _shipped_pack_errors(spec: str) -> Iterator[None]:
+    """Turn a `VoicePackError` about a shipped pack into one sentence naming the voice, its folder and the remedy."""
+    if not is_bundled(spec):
+        yield
+        return
+    folder = pack_folder(spec)
+    try:
+        yield
+    except VoicePackError as exc:
+        remedy = ("reinstall CoMo Live" if getattr(sys, "_MEIPASS", None)
+                  else f"rebuild it with `python -m models.demo build WORK --pack {folder}`")
+        problem = (f"is broken ({exc})" if (folder / MANIFEST_NAME).is_file()
+                   else f"is missing: {folder} has no {MANIFEST_NAME}")
+        raise VoicePackError(f"the voice {spec} shipped with the program {problem}; {remedy} "
+                             f"or choose {BUILTIN_DSP}") from exc
+
+
 def builtin_info() -> VoiceInfo:
     from engine.dsp_voice import PRESETS
 
@@ -68,26 +118,47 @@ def builtin_info() -> VoiceInfo:
 
 
 def list_installed(folder: Path | None = None) -> list[VoiceInfo]:
-    """The built-in voice, then every valid pack in `folder` (default: the bundled voices, then the
+    """The built-in voice, then every valid pack in `folder` (default: the shipped voices, then the
     user's voices folder); invalid packs are skipped."""
-    found = [builtin_info()]
-    for root in [folder] if folder else [bundled_voices_dir(), voices_dir()]:
-        if not root.is_dir():
+    packs = _packs_in(folder) if folder else [*list_shipped(), *_packs_in(voices_dir())]
+    return [builtin_info(), *packs]
+
+
+def list_shipped() -> list[VoiceInfo]:
+    """The valid voice packs shipped with the program, by their `builtin:<name>` specs."""
+    def spec_of(folder: Path) -> str | None:
+        spec = BUILTIN_PREFIX + folder.name
+        return spec if _BUNDLED_NAME.fullmatch(folder.name) and is_bundled(spec) else None
+
+    return _packs_in(bundled_voices_dir(), spec_of)
+
+
+def _packs_in(root: Path, spec_of: Callable[[Path], str | None] = str) -> list[VoiceInfo]:
+    """The valid packs in the subfolders of `root`, each named by `spec_of(folder)` (None: skipped)."""
+    found = []
+    for path in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        spec = spec_of(path)
+        if spec is None:
             continue
-        for path in sorted(p for p in root.iterdir() if p.is_dir()):
-            try:
-                manifest = load_manifest(path, verify_hashes=False)
-            except VoicePackError:
-                continue
-            found.append(_info(str(path), manifest))
+        try:
+            manifest = load_manifest(path, verify_hashes=False)
+        except VoicePackError:
+            continue
+        found.append(_info(spec, manifest))
     return found
 
 
-def describe(spec: str) -> VoiceInfo:
-    """Name and speakers of a spec without opening any session."""
-    if spec == BUILTIN_DSP:
+def manifest_of(spec: str, verify_hashes: bool = False) -> VoiceManifest:
+    """The validated manifest of the pack `spec` names (a shipped voice or a folder); `VoicePackError` if bad."""
+    with _shipped_pack_errors(spec):
+        return load_manifest(pack_folder(spec), verify_hashes=verify_hashes)
+
+
+def describe(spec: str, verify_hashes: bool = False) -> VoiceInfo:
+    """Name and speakers of a spec without opening any session (`verify_hashes`: every file's sha256 too)."""
+    if spec in (BUILTIN_DSP, "builtin"):
         return builtin_info()
-    return _info(spec, load_manifest(spec, verify_hashes=False))
+    return _info(spec, manifest_of(spec, verify_hashes))
 
 
 def _info(spec: str, manifest: VoiceManifest) -> VoiceInfo:
@@ -102,6 +173,8 @@ def frames(ms: float) -> int:
 def open_sessions(manifest: VoiceManifest, prefer: Sequence[str], threads: int = 1,
                   names: Sequence[str] | None = None) -> dict[str, RuntimeSession]:
     """One validated session per network of the pack (or per network in `names`)."""
+    from engine.runtime import create_session
+
     sessions = {}
     for name, spec in manifest.networks.items():
         if names is not None and name not in names:
@@ -201,7 +274,12 @@ def load_voice(spec: str, settings: Settings, prefer: Sequence[str] = ("tensorrt
         core = DspCore(speaker=settings.speaker)
         core.set_pitch(settings.pitch)
         return core
-    manifest = load_manifest(spec, verify_hashes=False)   # open_sessions hashes the bytes it loads
+    with _shipped_pack_errors(spec):
+        return _load_pack(load_manifest(pack_folder(spec), verify_hashes=False), settings, prefer, threads)
+
+
+def _load_pack(manifest: VoiceManifest, settings: Settings, prefer: Sequence[str], threads: int) -> VoiceCore:
+    """`load_voice` of a pack whose manifest was read without hashes (open_sessions hashes the bytes it loads)."""
     if settings.speaker not in manifest.speakers.values():
         raise VoicePackError(f"speaker {settings.speaker} does not exist in voice {manifest.name!r} "
                              f"(it has {', '.join(f'{k}={v}' for k, v in manifest.speakers.items())})")
@@ -224,6 +302,8 @@ def smoke_run(core: VoiceCore, settings: Settings, top_speaker: int) -> None:
     fills the context), then blocks of the live size; the last block uses the highest speaker id so
     a speaker table smaller than the manifest claims fails here, not on air.
     """
+    import numpy as np
+
     block = max(HOP, int(round(settings.block_ms * MODEL_RATE / 1000)))
     for size in (MODEL_RATE // 4, block, block):
         core.process(np.zeros(size, dtype=np.float32))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,24 @@ def low_latency_pack(tmp_path_factory) -> Path:
     from tests.fixtures.packs import LOW_LATENCY, export_tiny_pack
 
     return export_tiny_pack(tmp_path_factory.mktemp("low_latency_pack"), stateful=True, **LOW_LATENCY)
+
+
+@pytest.fixture()
+def shipped_voices(tmp_path: Path, monkeypatch) -> Path:
+    """An empty stand-in for the voices folder shipped with the program (`engine.voices.bundled_voices_dir`):
+    a pack copied into `<it>/demo` is `builtin:demo`."""
+    from engine import voices
+
+    folder = tmp_path / "shipped-voices"
+    folder.mkdir()
+    monkeypatch.setattr(voices, "bundled_voices_dir", lambda: folder)
+    return folder
+
+
+@pytest.fixture()
+def shipped_demo(shipped_voices: Path, ppg_pack: Path) -> Path:
+    """The tiny PPG pack shipped as the demo voice (`builtin:demo`); returns its folder."""
+    return Path(shutil.copytree(ppg_pack, shipped_voices / "demo"))
 
 
 @pytest.fixture()

@@ -16,13 +16,12 @@ from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from app.engine_adapter import EngineAdapter  # noqa: E402
-from app.settings_store import BUILTIN_VOICE  # noqa: E402
+from app.engine_adapter import BUILTIN_DSP, EngineAdapter  # noqa: E402
 from app.values import DeviceInfo, VoiceInfo  # noqa: E402
 from engine.audio.xruns import XrunCounts  # noqa: E402
 from engine.latency import LatencyBreakdown, ms_to_samples  # noqa: E402
 from engine.settings import Settings  # noqa: E402
-from engine.voicepack import NetworkSpec, TensorSpec, VoiceManifest, load_manifest, sha256_file, write_manifest  # noqa: E402
+from engine.voicepack import NetworkSpec, TensorSpec, VoiceManifest, sha256_file, write_manifest  # noqa: E402
 
 
 RATE = 48000
@@ -70,7 +69,7 @@ class FakeConfig:
     monitor_device: Any = None
     sample_rate: int | None = None
     input_channel: int = 0
-    voice: str = BUILTIN_VOICE
+    voice: str = BUILTIN_DSP
     settings: Settings = field(default_factory=Settings)
     record_dir: str | None = None
 
@@ -179,14 +178,16 @@ class FakeEngine(EngineAdapter):
         return FakeConfig(**kwargs)
 
     def voice_info(self, spec: str, verify: bool = True) -> VoiceInfo:
-        if spec == BUILTIN_VOICE:
+        if spec == BUILTIN_DSP:
             return VoiceInfo(spec, "Built-in voice (DSP)", (("default", 0),), builtin=True)
-        manifest = load_manifest(spec, verify_hashes=verify)
-        speakers = tuple(sorted(manifest.speakers.items(), key=lambda item: item[1]))
-        return VoiceInfo(str(spec), manifest.name, speakers, previews=frozenset(manifest.references))
+        return super().voice_info(spec, verify)   # packs, shipped ones included: the real engine's reading
 
     def installed_voices(self) -> list[VoiceInfo]:
-        found = [self.voice_info(BUILTIN_VOICE)]
+        """The built-in voice, the packs shipped with the program (engine.voices.bundled_voices_dir), then
+        those in the fake's voices folder."""
+        from engine.voices import list_shipped
+
+        found = [self.voice_info(BUILTIN_DSP), *(self.voice_info(v.spec, verify=False) for v in list_shipped())]
         if self.voices.is_dir():
             for path in sorted(p for p in self.voices.iterdir() if p.is_dir() and not p.name.startswith(".")):
                 found.append(self.voice_info(str(path), verify=False))

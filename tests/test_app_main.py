@@ -1,4 +1,4 @@
-"""`python -m app` entry point: opens the window with the built-in voice, even with no sound devices."""
+"""`python -m app` entry point: opens the window with the default voice, even with no sound devices."""
 from __future__ import annotations
 
 import os
@@ -12,12 +12,13 @@ import pytest  # noqa: E402
 from PyQt6.QtWidgets import QApplication  # noqa: E402
 
 from app.__main__ import main  # noqa: E402
+from app.engine_adapter import default_voice  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
 
-def test_main_opens_window_with_builtin_voice(qtbot, tmp_path: Path, monkeypatch) -> None:
+def test_main_opens_window_with_the_default_voice(qtbot, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("COMO_LIVE_VOICES", str(tmp_path / "voices"))
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # main() installs its own; restore it after
     seen: list[MainWindow] = []
@@ -34,6 +35,6 @@ def test_main_opens_window_with_builtin_voice(qtbot, tmp_path: Path, monkeypatch
     assert main(["--config-dir", str(tmp_path / "cfg")]) == 0
     assert len(seen) == 1
     window = seen[0]
-    assert window.bridge.config.voice == "builtin:dsp"
-    assert window.voice_panel.voice_combo.currentData() == "builtin:dsp"
+    assert window.bridge.config.voice == default_voice()
+    assert window.voice_panel.voice_combo.currentData() == default_voice()
     assert (tmp_path / "cfg" / "settings.json").is_file()  # saved on close

@@ -10,7 +10,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from app.settings_store import BUILTIN_VOICE, CONFIG_DIR_ENV, AppConfig, SettingsStore, config_dir  # noqa: E402
+from app.engine_adapter import BUILTIN_DSP  # noqa: E402
+from app.settings_store import CONFIG_DIR_ENV, AppConfig, SettingsStore, config_dir  # noqa: E402
 from app.values import DeviceRef  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from tests.test_app_fakes import DEFAULT_DEVICES, FakeEngine, build_window, make_pack, settle  # noqa: E402
@@ -99,17 +100,11 @@ def test_missing_saved_voice_falls_back_to_builtin(qtbot, tmp_path: Path) -> Non
     store = SettingsStore(tmp_path / "cfg")
     store.save(AppConfig(voice=str(tmp_path / "deleted-pack")))
     window = build_window(qtbot, tmp_path, store=store)
-    assert window.bridge.config.voice == "builtin:dsp"
-    assert "Saved voice could not be loaded" in window.banner.text()
+    assert window.bridge.config.voice == BUILTIN_DSP
+    assert "Voice could not be loaded" in window.banner.text() and "deleted-pack" in window.banner.text()
 
 
 def test_first_run_suggests_virtual_cable(qtbot, tmp_path: Path) -> None:
     window = build_window(qtbot, tmp_path, store=SettingsStore(tmp_path / "fresh"))
     assert window.bridge.config.output_device == DeviceRef("CoMo Live Virtual Mic", "PulseAudio")
     assert "virtual cable" in window.statusBar().currentMessage()
-
-
-def test_the_builtin_voice_is_the_engines() -> None:
-    from engine.voices import BUILTIN_DSP
-
-    assert BUILTIN_VOICE == BUILTIN_DSP

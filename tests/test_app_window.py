@@ -9,7 +9,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from app.settings_store import BUILTIN_VOICE  # noqa: E402
+from app.engine_adapter import BUILTIN_DSP, default_voice  # noqa: E402
 from app.values import DeviceRef  # noqa: E402
 from app.widgets.device_combo import DeviceCombo  # noqa: E402
 from tests.test_app_fakes import (FakeEngine, FakeSession, build_window, make_device, make_pack,  # noqa: E402
@@ -27,8 +27,8 @@ def choose(combo: DeviceCombo, text: str) -> None:
 
 def test_window_builds_with_builtin_voice_and_grouped_devices(qtbot, tmp_path: Path) -> None:
     window = build_window(qtbot, tmp_path)
-    assert window.bridge.config.voice == BUILTIN_VOICE
-    assert window.voice_panel.voice_combo.currentData() == BUILTIN_VOICE
+    assert window.bridge.config.voice == default_voice()
+    assert window.voice_panel.voice_combo.currentData() == default_voice()
     labels = window.audio_panel.output_combo.labels()
     # host API headers, then their devices; virtual cable marked; input-only devices absent
     assert labels[0] == "System default output"
@@ -81,10 +81,10 @@ def test_choosing_voice_and_speaker_updates_session_config(qtbot, tmp_path: Path
     assert (config.settings.speaker, config.settings.pitch, config.settings.gate_db) == (2, 7.0, -45.0)
     assert config.settings.bypass is True
     # switching back to the built-in voice through the picker
-    panel.voice_combo.setCurrentIndex(panel.voice_combo.findData(BUILTIN_VOICE))
+    panel.voice_combo.setCurrentIndex(panel.voice_combo.findData(BUILTIN_DSP))
     panel.voice_combo.activated.emit(panel.voice_combo.currentIndex())
     settle(qtbot, window.bridge)
-    assert window.bridge.session_config().voice == BUILTIN_VOICE
+    assert window.bridge.session_config().voice == BUILTIN_DSP
     assert window.bridge.session_config().settings.speaker == 0  # clamped to the voice's speakers
 
 
@@ -98,8 +98,8 @@ def test_corrupt_voice_pack_shows_error_and_app_stays_usable(qtbot, tmp_path: Pa
     assert not window.banner.isHidden()
     assert "Voice pack refused" in window.banner.text() and "vocoder.onnx" in window.banner.text()
     assert window.statusBar().currentMessage() == window.banner.text()
-    assert window.bridge.config.voice == BUILTIN_VOICE
-    assert window.voice_panel.voice_combo.currentData() == BUILTIN_VOICE
+    assert window.bridge.config.voice == default_voice()
+    assert window.voice_panel.voice_combo.currentData() == default_voice()
     # a manifest that is not JSON at all
     (pack / "voice.json").write_text("{ not json")
     window.voice_panel.choose_folder(str(pack))
@@ -108,7 +108,7 @@ def test_corrupt_voice_pack_shows_error_and_app_stays_usable(qtbot, tmp_path: Pa
     # still usable: start works with the built-in voice
     window.start_button.click()
     qtbot.waitUntil(lambda: window.bridge.state == "running", timeout=3000)
-    assert session.started[-1].voice == BUILTIN_VOICE
+    assert session.started[-1].voice == default_voice()
 
 
 def test_import_zip_through_panel(qtbot, tmp_path: Path) -> None:

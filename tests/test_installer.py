@@ -100,6 +100,46 @@ def test_a_foreign_folder_is_never_replaced_by_the_build_venv(tmp_path: Path) ->
     assert (tmp_path / "mine.txt").read_text() == "keep me"
 
 
+def test_shipped_voice_packs_are_checked_with_their_hashes(tmp_path: Path) -> None:
+    from tests.test_app_fakes import make_pack
+
+    voices = tmp_path / "voices"
+    assert build_installer.check_voice_packs(voices) == []            # nothing shipped: nothing to check
+    make_pack(voices / "demo")
+    (voices / "README.txt").write_text("a file beside the packs is not a pack")
+    assert build_installer.check_voice_packs(voices) == ["demo"]
+    (voices / "demo" / "vocoder.onnx").write_bytes(b"changed")
+    with pytest.raises(build_installer.BuildError, match=r"shipped voice pack .*voices/demo is broken \(vocoder"):
+        build_installer.check_voice_packs(voices)
+    (voices / "demo" / "voice.json").unlink()
+    with pytest.raises(build_installer.BuildError, match="has no voice.json"):
+        build_installer.check_voice_packs(voices)
+
+
+def test_a_broken_shipped_pack_stops_the_build_before_it_starts(tmp_path: Path, monkeypatch, capsys) -> None:
+    (tmp_path / "voices" / "demo").mkdir(parents=True)
+    monkeypatch.setattr(build_installer, "SHIPPED_VOICES", tmp_path / "voices")
+    monkeypatch.setattr(build_installer, "ensure_build_venv", lambda *args: pytest.fail("the build went on"))
+    assert build_installer.main(["--out", str(tmp_path / "dist")]) == 1
+    err = capsys.readouterr().err
+    assert "the shipped voice pack" in err and "voices/demo is broken" in err and "models.demo build" in err
+
+
+def test_the_bundle_must_hold_every_shipped_pack_intact(tmp_path: Path) -> None:
+    from tests.test_app_fakes import make_pack
+
+    bundle = tmp_path / "como-live"
+    (bundle / "_internal").mkdir(parents=True)
+    build_installer.verify_bundled_voices(bundle, [])                   # no packs, none expected
+    with pytest.raises(build_installer.BuildError, match=r"voice packs \(none\) are not those in voices/ \(demo\)"):
+        build_installer.verify_bundled_voices(bundle, ["demo"])
+    make_pack(bundle / "_internal" / "voices" / "demo")
+    build_installer.verify_bundled_voices(bundle, ["demo"])
+    (bundle / "_internal" / "voices" / "demo" / "content.onnx").write_bytes(b"cut short")
+    with pytest.raises(build_installer.BuildError, match="is broken"):
+        build_installer.verify_bundled_voices(bundle, ["demo"])
+
+
 def test_cpu_and_gpu_builds_never_mix_onnxruntime_flavours() -> None:
     cpu, gpu = build_installer.build_requirements(False), build_installer.build_requirements(True)
     names = lambda reqs: {re.match(r"[A-Za-z0-9_.\-]+", r).group(0).lower() for r in reqs}  # noqa: E731

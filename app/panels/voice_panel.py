@@ -123,14 +123,14 @@ class VoicePanel(QGroupBox):
         self._sync_enabled()
         self.voice_combo.clear()
         for voice in voices:
-            self.voice_combo.addItem(voice.name, voice.spec)
+            self.voice_combo.addItem(voice.label, voice.spec)
             self.voice_combo.setItemData(self.voice_combo.count() - 1, voice.spec, Qt.ItemDataRole.ToolTipRole)
         self._select_voice(self.bridge.voice)
 
     def _select_voice(self, voice: VoiceInfo) -> None:
         row = self.voice_combo.findData(voice.spec)
         if row < 0:
-            self.voice_combo.addItem(voice.name, voice.spec)
+            self.voice_combo.addItem(voice.label, voice.spec)
             row = self.voice_combo.count() - 1
         self.voice_combo.setCurrentIndex(row)
 
