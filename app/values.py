@@ -66,13 +66,14 @@ def group_by_hostapi(devices: Iterable[DeviceInfo]) -> dict[str, list[DeviceInfo
 @dataclass(frozen=True)
 class VoiceInfo:
     """A voice the user can pick. `speakers` are (name, id) in the pack's order; `previews` names the
-    speakers the pack has a preview clip of."""
+    speakers the pack has a preview clip of; `has_notice`: the pack names its sources and licences."""
 
     spec: str
     name: str
     speakers: tuple[tuple[str, int], ...]
     builtin: bool = False
     previews: frozenset[str] = frozenset()
+    has_notice: bool = False
 
     def speaker_name(self, speaker_id: int) -> str | None:
         return next((name for name, sid in self.speakers if sid == speaker_id), None)

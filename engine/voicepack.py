@@ -17,7 +17,8 @@ outside the pack's `reference/` folder). The audio itself is checked when it is 
 
 A pack may also hold a notice, `NOTICE_NAME` (SOURCES.md) in the optional `notice` section: what the
 voice was trained from and the licences (of its data, its weights). Its name is fixed and its size
-bounded; that it is UTF-8 text is checked when it is read (`engine.notice`). Older readers of version 2
+bounded; that it is UTF-8 text is checked when it is read (`read_notice`, which hashes the bytes it
+decodes; show the text as plain text: rendered as rich text, Qt could load files it names). Older readers of version 2
 ignore the section (they skip unknown fields), so adding it needed no new format version.
 """
 from __future__ import annotations
@@ -229,6 +230,23 @@ def read_verified(path: Path, sha256: str, size: int) -> bytes:
         raise VoicePackError(f"{path.name} does not match its size and sha256 in the manifest: "
                              "the file was modified or corrupted")
     return data
+
+
+def decode_notice(data: bytes, name: str) -> str:
+    """The text of a notice's bytes; `name` for messages. The exporter checks a `--notice` with this too."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise VoicePackError(f"{name} is not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+
+
+def read_notice(folder: str | os.PathLike) -> str | None:
+    """The verified notice text of the pack `folder`, or None when the pack has none."""
+    manifest = load_manifest(folder, verify_hashes=False)   # the notice's own bytes are hashed below
+    notice = manifest.notice
+    if notice is None:
+        return None
+    return decode_notice(read_verified(Path(manifest.folder) / notice.file, notice.sha256, notice.size), notice.file)
 
 
 def write_manifest(folder: str | os.PathLike, manifest: VoiceManifest) -> Path:

@@ -38,12 +38,14 @@ MAX_HARMONICS = 256
 
 @dataclass(frozen=True)
 class VoiceInfo:
-    """What the app lists in its voice picker; `references`: the speakers with a preview clip."""
+    """What the app lists in its voice picker; `references`: the speakers with a preview clip; `notice`:
+    the pack has a SOURCES.md (`engine.voicepack.read_notice`)."""
 
     spec: str
     name: str
     speakers: dict[str, int]
     references: frozenset[str] = frozenset()
+    notice: bool = False
 
 
 def voices_dir() -> Path:
@@ -91,7 +93,7 @@ def describe(spec: str) -> VoiceInfo:
 
 
 def _info(spec: str, manifest: VoiceManifest) -> VoiceInfo:
-    return VoiceInfo(spec, manifest.name, manifest.speakers, frozenset(manifest.references))
+    return VoiceInfo(spec, manifest.name, manifest.speakers, frozenset(manifest.references), manifest.notice is not None)
 
 
 def frames(ms: float) -> int:

@@ -27,7 +27,6 @@ import onnx
 import onnxruntime as ort
 from tqdm import tqdm
 
-from engine.notice import decode_notice
 from engine.safe_write import describe_failure, discard, fsync_tree, temp_beside
 from engine.voicepack import (
     F0_METHODS,
@@ -39,6 +38,7 @@ from engine.voicepack import (
     TensorSpec,
     VoiceManifest,
     VoicePackError,
+    decode_notice,
     load_manifest,
     sha256_file,
     unlisted_paths,

@@ -183,7 +183,8 @@ class FakeEngine(EngineAdapter):
             return VoiceInfo(spec, "Built-in voice (DSP)", (("default", 0),), builtin=True)
         manifest = load_manifest(spec, verify_hashes=verify)
         speakers = tuple(sorted(manifest.speakers.items(), key=lambda item: item[1]))
-        return VoiceInfo(str(spec), manifest.name, speakers, previews=frozenset(manifest.references))
+        return VoiceInfo(str(spec), manifest.name, speakers, previews=frozenset(manifest.references),
+                         has_notice=manifest.notice is not None)
 
     def installed_voices(self) -> list[VoiceInfo]:
         found = [self.voice_info(BUILTIN_VOICE)]

@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from engine.notice import read_notice
-from engine.voicepack import NOTICE_NAME, load_manifest
+from engine.voicepack import NOTICE_NAME, load_manifest, read_notice
 from models.demo.__main__ import main
 from models.demo.data import DataError
 from models.demo.sources import MBROLA_SOURCE, SOURCES, pack_notice, project_licence, sources_markdown

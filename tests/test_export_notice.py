@@ -5,10 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.notice import read_notice
-from engine.voicepack import LIMITS, NOTICE_NAME, load_manifest, sha256_file
-from exporters.onnx_export import ExportError, rename_references, rename_speakers
-from exporters.onnx_export import main
+from engine.voicepack import LIMITS, NOTICE_NAME, load_manifest, read_notice, sha256_file
+from exporters.onnx_export import ExportError, main, rename_references, rename_speakers
 from tests.fixtures.packs import write_sources
 from tests.fixtures.references import tone
 

@@ -11,9 +11,9 @@ import pytest
 
 from engine.convert import main as convert_main
 from engine.settings import Settings
-from engine.notice import read_notice
-from engine.voicepack import LIMITS, NOTICE_NAME, VoicePackError, load_manifest, sha256_file
+from engine.voicepack import LIMITS, NOTICE_NAME, VoicePackError, load_manifest, read_notice, sha256_file
 from engine.voices import load_voice
+from tests.fixtures.references import add_notice
 
 
 def _manifest(pack: Path) -> dict:
@@ -60,24 +60,14 @@ def _huge_number(pack: Path) -> None:
     (pack / "voice.json").write_text(text[:-2] + ', "big": ' + "9" * 5000 + "}\n")
 
 
-def _add_notice(pack: Path, data: bytes = "Sources: Kokoro-82M (Apache-2.0)\n".encode(), **entry) -> Path:
-    """Write `data` as the pack's notice and list it (the entry's fields overridden by `entry`)."""
-    path = pack / NOTICE_NAME
-    path.write_bytes(data)
-    manifest = _manifest(pack)
-    manifest["notice"] = {"file": NOTICE_NAME, "sha256": sha256_file(path), "size": len(data), **entry}
-    _save(pack, manifest)
-    return path
-
-
 def _notice_link(pack: Path) -> None:
     """SOURCES.md a link to a file outside the pack with the very bytes the manifest lists."""
-    outside = _add_notice(pack).rename(pack.parent / "outside.md")
+    outside = add_notice(pack).rename(pack.parent / "outside.md")
     (pack / NOTICE_NAME).symlink_to(outside)
 
 
 def _notice_tampered(pack: Path) -> None:
-    path = _add_notice(pack)
+    path = add_notice(pack)
     path.write_bytes(path.read_bytes().replace(b"Apache", b"apache"))
 
 
@@ -110,13 +100,13 @@ HOSTILE = {
 
 #: Spoilt notices, refused by the check of a pack the user picks or imports (`load_manifest` with hashes)
 HOSTILE_NOTICES = {
-    "notice under another name": (lambda pack: _add_notice(pack, file="../voice.json"),
+    "notice under another name": (lambda pack: add_notice(pack, file="../voice.json"),
                                   "notice: file must be 'SOURCES.md' .a notice's name is fixed."),
     "notice a link": (_notice_link, "SOURCES.md is a link"),
-    "notice of another size": (lambda pack: _add_notice(pack, size=5), "SOURCES.md is 33 bytes but the manifest says 5"),
+    "notice of another size": (lambda pack: add_notice(pack, size=5), "SOURCES.md is 33 bytes but the manifest says 5"),
     "notice tampered": (_notice_tampered, "SOURCES.md does not match its sha256"),
-    "notice missing": (lambda pack: _add_notice(pack).unlink(), "the notice SOURCES.md is missing"),
-    "notice too large": (lambda pack: _add_notice(pack, b"x" * (LIMITS["notice_bytes"] + 1)),
+    "notice missing": (lambda pack: add_notice(pack).unlink(), "the notice SOURCES.md is missing"),
+    "notice too large": (lambda pack: add_notice(pack, b"x" * (LIMITS["notice_bytes"] + 1)),
                          r"notice.size must be an integer in 1..65536"),
     "notice not an object": (_edit(lambda d: d.update(notice="SOURCES.md")), "notice must be an object"),
 }
@@ -147,11 +137,11 @@ def test_hostile_notice_is_one_sentence(pack: Path, kind: str) -> None:
 
 def test_notice_is_checked_again_when_read(pack: Path) -> None:
     """Listing checks sizes only; reading hashes the bytes it decodes, and they must be UTF-8."""
-    path = _add_notice(pack, "Quellen: Müller\n".encode("latin-1"))
+    path = add_notice(pack, "Quellen: Müller\n".encode("latin-1"))
     load_manifest(pack)                                   # a listed file with the right hash: loads
     with pytest.raises(VoicePackError, match="SOURCES.md is not UTF-8 text"):
         read_notice(pack)
-    _add_notice(pack, "Quellen: Müller\n".encode())
+    add_notice(pack, "Quellen: Müller\n".encode())
     assert read_notice(pack) == "Quellen: Müller\n"
     path.write_bytes("Quellen: Mùller\n".encode())     # same size, other bytes
     load_manifest(pack, verify_hashes=False)
