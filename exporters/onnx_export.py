@@ -151,7 +151,7 @@ def read_notice_file(path: Path) -> bytes:
     return data
 
 
-def speaker_names(items: list[str]) -> dict[str, str]:
+def parse_speaker_names(items: list[str]) -> dict[str, str]:
     """`--speaker-name ID=NAME` arguments → checkpoint speaker → the name the pack gives it (each ID once)."""
     names: dict[str, str] = {}
     for text in items:
@@ -426,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                 args.name, args.out, args.fp16, args.opset, args.quiet,
                                                 stateful=not args.no_stateful,
                                                 references=reference_paths(args.reference), notice=args.notice,
-                                                speaker_names=speaker_names(args.speaker_name))
+                                                speaker_names=parse_speaker_names(args.speaker_name))
     except (ExportError, ReferenceClipError, parity.ParityError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
