@@ -398,7 +398,8 @@ class AudioBridge(QObject):
             return
         self._jobs.submit(lambda: self.engine.read_notice(voice.spec),
                           lambda text: self.noticeRead.emit(voice.name, text),
-                          lambda exc: self.message.emit("warning", f"Could not read the sources of {voice.name}: {exc}"))
+                          lambda exc: self.message.emit("warning",
+                                                        f"Could not read the sources of {voice.name}: {exc}"))
 
     # -- settings ---------------------------------------------------------------------------------------
     def set_settings(self, **changes: Any) -> bool:

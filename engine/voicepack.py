@@ -18,8 +18,8 @@ outside the pack's `reference/` folder). The audio itself is checked when it is 
 A pack may also hold a notice, `NOTICE_NAME` (SOURCES.md) in the optional `notice` section: what the
 voice was trained from and the licences (of its data, its weights). Its name is fixed and its size
 bounded; that it is UTF-8 text is checked when it is read (`read_notice`, which hashes the bytes it
-decodes; show the text as plain text: rendered as rich text, Qt could load files it names). Older readers of version 2
-ignore the section (they skip unknown fields), so adding it needed no new format version.
+decodes; show it as plain text: rendered as rich text, Qt could load files it names). Older readers
+of version 2 skip fields they do not know, so adding the section needed no new format version.
 """
 from __future__ import annotations
 
@@ -246,7 +246,8 @@ def read_notice(folder: str | os.PathLike) -> str | None:
     notice = manifest.notice
     if notice is None:
         return None
-    return decode_notice(read_verified(Path(manifest.folder) / notice.file, notice.sha256, notice.size), notice.file)
+    data = read_verified(Path(manifest.folder) / notice.file, notice.sha256, notice.size)
+    return decode_notice(data, notice.file)
 
 
 def write_manifest(folder: str | os.PathLike, manifest: VoiceManifest) -> Path:
@@ -280,7 +281,8 @@ def load_manifest(folder: str | os.PathLike, verify_hashes: bool = True) -> Voic
         _check_file(folder, f"{name} network file", net, verify_hashes)
     if manifest.references and (folder / REFERENCE_FOLDER).is_symlink():
         raise VoicePackError(f"the pack's {REFERENCE_FOLDER}/ folder is a link: a voice pack holds its own files only")
-    listed = [(f"the reference clip of speaker {speaker[:40]!r}", clip) for speaker, clip in manifest.references.items()]
+    listed = [(f"the reference clip of speaker {speaker[:40]!r}", clip)
+              for speaker, clip in manifest.references.items()]
     for what, file in listed + ([("the notice", manifest.notice)] if manifest.notice else []):
         if (folder / file.file).is_symlink():
             raise VoicePackError(f"{file.file} is a link: a voice pack holds its own files only")

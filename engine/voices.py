@@ -93,7 +93,8 @@ def describe(spec: str) -> VoiceInfo:
 
 
 def _info(spec: str, manifest: VoiceManifest) -> VoiceInfo:
-    return VoiceInfo(spec, manifest.name, manifest.speakers, frozenset(manifest.references), manifest.notice is not None)
+    return VoiceInfo(spec, manifest.name, manifest.speakers, frozenset(manifest.references),
+                     manifest.notice is not None)
 
 
 def frames(ms: float) -> int:
