@@ -62,6 +62,7 @@ class AudioBridge(QObject):
     voiceLoading = pyqtSignal(bool)              # a voice is being checked or imported (True) / done
     virtualMicSupport = pyqtSignal(bool, str)    # can create a virtual mic here, reason when not
     message = pyqtSignal(str, str)               # level ("info" | "warning" | "error"), text
+    noticeRead = pyqtSignal(str, str)            # voice name, its SOURCES.md text
 
     _engineState = pyqtSignal(str, str)          # from any thread -> queued to the GUI thread
 
@@ -389,6 +390,17 @@ class AudioBridge(QObject):
         self._previews.submit(lambda: self.engine.play_preview(spec, name, device),
                               lambda label: self.message.emit("info", f"Preview of {name} on {label}."),
                               lambda exc: self.message.emit("warning", f"Could not play the preview of {name}: {exc}"))
+
+    def show_notice(self) -> None:
+        """Read the current voice's sources-and-licences notice on the job thread; `noticeRead` brings it."""
+        voice = self._voice
+        if not voice.has_notice:
+            self.message.emit("info", f"{voice.name} does not name its sources and licences.")
+            return
+        self._jobs.submit(lambda: self.engine.read_notice(voice.spec),
+                          lambda text: self.noticeRead.emit(voice.name, text),
+                          lambda exc: self.message.emit("warning",
+                                                        f"Could not read the sources of {voice.name}: {exc}"))
 
     # -- settings ---------------------------------------------------------------------------------------
     def set_settings(self, **changes: Any) -> bool:

@@ -149,6 +149,16 @@ class EngineAdapter:
             self._preview = PreviewPlayer(self.backend if self.backend is not None else SoundDeviceBackend())
         return self._preview.play(device, clip_at)
 
+    def read_notice(self, spec: str) -> str:
+        """The text of the pack's SOURCES.md (its sources and licences), checked against its manifest.
+        Raises `VoicePackError` (none, a bad one)."""
+        from engine.voicepack import VoicePackError, read_notice
+
+        text = read_notice(spec)
+        if text is None:
+            raise VoicePackError("this voice does not name its sources and licences")
+        return text
+
     def stop_preview(self) -> None:
         """Cut the preview playing, if any."""
         if self._preview is not None:
@@ -182,7 +192,7 @@ def _voice_info(info: voices.VoiceInfo) -> VoiceInfo:
     speakers = tuple((str(name), int(sid)) for name, sid in sorted(info.speakers.items(), key=lambda item: item[1]))
     return VoiceInfo(spec=str(info.spec), name=str(info.name), speakers=speakers,
                      builtin=str(info.spec) == BUILTIN_DSP, shipped=voices.is_bundled(str(info.spec)),
-                     previews=frozenset(str(name) for name in info.references))
+                     previews=frozenset(str(name) for name in info.references), has_notice=bool(info.notice))
 
 
 def latency_view(breakdown: LatencyBreakdown, measured: bool = False) -> LatencyView:

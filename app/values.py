@@ -67,7 +67,8 @@ def group_by_hostapi(devices: Iterable[DeviceInfo]) -> dict[str, list[DeviceInfo
 class VoiceInfo:
     """A voice the user can pick. `speakers` are (name, id) in the pack's order; `previews` names the
     speakers the pack has a preview clip of; `shipped`: a voice pack that comes with the program (like
-    the built-in voice it lives in the program's folder, not among the user's imported packs)."""
+    the built-in voice it lives in the program's folder, not among the user's imported packs);
+    `has_notice`: the pack names its sources and licences."""
 
     spec: str
     name: str
@@ -75,6 +76,7 @@ class VoiceInfo:
     builtin: bool = False
     previews: frozenset[str] = frozenset()
     shipped: bool = False
+    has_notice: bool = False
 
     @property
     def label(self) -> str:

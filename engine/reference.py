@@ -1,6 +1,6 @@
 """A speaker's preview clip (`reference/<speaker>.wav` of a voice pack), read as hostile input.
 
-The manifest gives the file's sha256 and size (`engine.voicepack.ReferenceClip`); the bytes are read
+The manifest gives the file's sha256 and size (`engine.voicepack.ListedFile`); the bytes are read
 once, checked, and those same bytes are decoded: a WAV, 16-bit PCM or float, mono or stereo, any rate
 the schema allows, at most `REFERENCE_MAX_SECONDS`, every sample finite. Any failure is one
 `VoicePackError` sentence. The clip comes back as float32 mono at the rate the caller plays at.

@@ -14,6 +14,12 @@ A pack may also hold, per speaker, a short preview recording of the target voice
 size like a network; the file name is derived from the speaker name, so no manifest can point
 outside the pack's `reference/` folder). The audio itself is checked when it is read
 (`engine.reference`): a 16-bit or float WAV, mono or stereo, at most `REFERENCE_MAX_SECONDS`.
+
+A pack may also hold a notice, `NOTICE_NAME` (SOURCES.md) in the optional `notice` section: what the
+voice was trained from and the licences (of its data, its weights). Its name is fixed and its size
+bounded; that it is UTF-8 text is checked when it is read (`read_notice`, which hashes the bytes it
+decodes; show it as plain text: rendered as rich text, Qt could load files it names). Older readers
+of version 2 skip fields they do not know, so adding the section needed no new format version.
 """
 from __future__ import annotations
 
@@ -38,6 +44,7 @@ OPTIONAL_NETWORKS = ("pitch", *STATEFUL_NETWORKS)
 F0_METHODS = ("dio", "fcpe", "yin")
 REFERENCE_FOLDER = "reference"
 REFERENCE_MAX_SECONDS = 5.0
+NOTICE_NAME = "SOURCES.md"
 _MAX_MANIFEST_BYTES = 1 << 20
 _MAX_JSON_DEPTH = 32
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -60,6 +67,7 @@ LIMITS = {
     "dims": 8, "dim": 1 << 20,
     "file_bytes": 4 << 30, "params": 10 ** 11,
     "reference_bytes": 8 << 20,      # 5 s of 192 kHz stereo float32 is 7.7 MB
+    "notice_bytes": 64 << 10,        # a sources-and-licences text, shown whole in a dialog
 }
 
 
@@ -126,8 +134,9 @@ class StatefulGraph:
 
 
 @dataclass(frozen=True)
-class ReferenceClip:
-    """A speaker's preview recording: `file` is `reference_file_name(speaker)`, relative to the pack."""
+class ListedFile:
+    """A file of the pack besides its networks, relative to the pack: a speaker's preview recording
+    (`reference_file_name(speaker)`) or the notice (`NOTICE_NAME`)."""
 
     file: str
     sha256: str
@@ -149,7 +158,8 @@ class VoiceManifest:
     verification: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     stateful: dict[str, StatefulGraph] = field(default_factory=dict)  # keyed by network name
-    references: dict[str, ReferenceClip] = field(default_factory=dict)  # keyed by speaker name
+    references: dict[str, ListedFile] = field(default_factory=dict)  # keyed by speaker name
+    notice: ListedFile | None = None
     format_version: int = MANIFEST_VERSION
     folder: str = ""
 
@@ -159,14 +169,16 @@ class VoiceManifest:
 
     def files(self) -> set[str]:
         """Every file the pack consists of, relative to its folder ('/'-separated): the manifest, each
-        network's file and each speaker's reference clip."""
+        network's file, each speaker's reference clip and the notice."""
         return {MANIFEST_NAME, *(net.file for net in self.networks.values()),
-                *(clip.file for clip in self.references.values())}
+                *(clip.file for clip in self.references.values()), *([self.notice.file] if self.notice else [])}
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("folder")
         data["format"] = FORMAT
+        if self.notice is None:
+            del data["notice"]   # packs without one keep the manifest they always had
         for net in data["networks"].values():
             rf = net["receptive_field"]
             net["receptive_field"] = None if rf is None else list(rf)
@@ -220,6 +232,24 @@ def read_verified(path: Path, sha256: str, size: int) -> bytes:
     return data
 
 
+def decode_notice(data: bytes, name: str) -> str:
+    """The text of a notice's bytes; `name` for messages. The exporter checks a `--notice` with this too."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise VoicePackError(f"{name} is not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+
+
+def read_notice(folder: str | os.PathLike) -> str | None:
+    """The verified notice text of the pack `folder`, or None when the pack has none."""
+    manifest = load_manifest(folder, verify_hashes=False)   # the notice's own bytes are hashed below
+    notice = manifest.notice
+    if notice is None:
+        return None
+    data = read_verified(Path(manifest.folder) / notice.file, notice.sha256, notice.size)
+    return decode_notice(data, notice.file)
+
+
 def write_manifest(folder: str | os.PathLike, manifest: VoiceManifest) -> Path:
     """Write `voice.json` into `folder` (after validating it exactly as the loader will)."""
     path = Path(folder) / MANIFEST_NAME
@@ -251,10 +281,12 @@ def load_manifest(folder: str | os.PathLike, verify_hashes: bool = True) -> Voic
         _check_file(folder, f"{name} network file", net, verify_hashes)
     if manifest.references and (folder / REFERENCE_FOLDER).is_symlink():
         raise VoicePackError(f"the pack's {REFERENCE_FOLDER}/ folder is a link: a voice pack holds its own files only")
-    for speaker, clip in manifest.references.items():
-        if (folder / clip.file).is_symlink():
-            raise VoicePackError(f"{clip.file} is a link: a voice pack holds its own files only")
-        _check_file(folder, f"the reference clip of speaker {speaker[:40]!r}", clip, verify_hashes)
+    listed = [(f"the reference clip of speaker {speaker[:40]!r}", clip)
+              for speaker, clip in manifest.references.items()]
+    for what, file in listed + ([("the notice", manifest.notice)] if manifest.notice else []):
+        if (folder / file.file).is_symlink():
+            raise VoicePackError(f"{file.file} is a link: a voice pack holds its own files only")
+        _check_file(folder, what, file, verify_hashes)
     return manifest
 
 
@@ -281,7 +313,7 @@ def _name(value: Any, what: str) -> str:
     return value
 
 
-def _check_file(folder: Path, what: str, net: NetworkSpec | ReferenceClip, verify_hash: bool) -> None:
+def _check_file(folder: Path, what: str, net: NetworkSpec | ListedFile, verify_hash: bool) -> None:
     file = folder / net.file
     if not file.is_file():
         raise VoicePackError(f"voice pack is incomplete: {what} {net.file} is missing")
@@ -419,6 +451,7 @@ def _parse(data: Any, folder: Path) -> VoiceManifest:
         source=dict(data.get("source", {})),
         stateful=_stateful_section(data, version, set(networks_raw)),
         references=_references_section(data, speakers),
+        notice=_notice_section(data),
         format_version=version,
         folder=str(folder.resolve()),
     )
@@ -430,7 +463,26 @@ def _sha256(value: Any, where: str) -> str:
     return value
 
 
-def _references_section(data: dict[str, Any], speakers: dict[str, int]) -> dict[str, ReferenceClip]:
+def _listed_file(entry: Any, where: str, file: str, why: str, max_bytes: int) -> ListedFile:
+    """A `ListedFile` from its manifest entry {file, sha256, size}; `file` is the only name it may have
+    (`why` says so in the message)."""
+    if not isinstance(entry, dict):
+        raise VoicePackError(f"{where} must be an object")
+    given = _require(entry, "file", str, where)
+    if given != file:
+        raise VoicePackError(f"{where}: file must be {file!r} ({why}), got {given[:80]!r}")
+    return ListedFile(file, _sha256(entry.get("sha256"), where),
+                      _bounded_int(_require(entry, "size", int, where), 1, max_bytes, f"{where}.size"))
+
+
+def _notice_section(data: dict[str, Any]) -> ListedFile | None:
+    """The optional `notice` section: the pack's SOURCES.md, its sha256 and size."""
+    if "notice" not in data:
+        return None
+    return _listed_file(data["notice"], "notice", NOTICE_NAME, "a notice's name is fixed", LIMITS["notice_bytes"])
+
+
+def _references_section(data: dict[str, Any], speakers: dict[str, int]) -> dict[str, ListedFile]:
     """The optional `references` section: per speaker, its preview clip's file, sha256 and size."""
     raw = data.get("references", {})
     if not isinstance(raw, dict):
@@ -439,16 +491,8 @@ def _references_section(data: dict[str, Any], speakers: dict[str, int]) -> dict[
     for speaker, entry in raw.items():
         if speaker not in speakers:
             raise VoicePackError(f"references: {speaker[:40]!r} is not a speaker of this voice")
-        where = f"references.{speaker[:40]}"
-        if not isinstance(entry, dict):
-            raise VoicePackError(f"{where} must be an object")
-        file, expected = _require(entry, "file", str, where), reference_file_name(speaker)
-        if file != expected:
-            raise VoicePackError(f"{where}: file must be {expected!r} (derived from the speaker name), "
-                                 f"got {file[:80]!r}")
-        out[speaker] = ReferenceClip(file, _sha256(entry.get("sha256"), where),
-                                     _bounded_int(_require(entry, "size", int, where), 1, LIMITS["reference_bytes"],
-                                                  f"{where}.size"))
+        out[speaker] = _listed_file(entry, f"references.{speaker[:40]}", reference_file_name(speaker),
+                                    "derived from the speaker name", LIMITS["reference_bytes"])
     return out
 
 

@@ -54,12 +54,14 @@ MAX_HARMONICS = 256
 
 @dataclass(frozen=True)
 class VoiceInfo:
-    """What the app lists in its voice picker; `references`: the speakers with a preview clip."""
+    """What the app lists in its voice picker; `references`: the speakers with a preview clip; `notice`:
+    the pack has a SOURCES.md (`engine.voicepack.read_notice`)."""
 
     spec: str
     name: str
     speakers: dict[str, int]
     references: frozenset[str] = frozenset()
+    notice: bool = False
 
 
 def voices_dir() -> Path:
@@ -162,7 +164,8 @@ def describe(spec: str, verify_hashes: bool = False) -> VoiceInfo:
 
 
 def _info(spec: str, manifest: VoiceManifest) -> VoiceInfo:
-    return VoiceInfo(spec, manifest.name, manifest.speakers, frozenset(manifest.references))
+    return VoiceInfo(spec, manifest.name, manifest.speakers, frozenset(manifest.references),
+                     manifest.notice is not None)
 
 
 def frames(ms: float) -> int:

@@ -4,6 +4,8 @@
         --vocoder m4singer_hifigan/model_ckpt_steps_1970000.ckpt \\
         --content checkpoint_best_legacy_500.pt --name "My voice" --out voices/my-voice \\
         --reference "Alice=alice-sample.flac"      # a ≤ 5 s preview the app plays (per speaker, optional)
+        --speaker-name "spk0=Alice"                 # the name the app shows for a speaker (optional)
+        --notice SOURCES.md                         # sources and licences, shipped in the pack (optional)
 
 The pack holds only what inference needs: the conditioner and the online student `denoise_fn`
 (≈55 M parameters of the student file's 168 M), the vocoder and the content encoder. Every ONNX
@@ -28,11 +30,15 @@ from tqdm import tqdm
 from engine.safe_write import describe_failure, discard, fsync_tree, temp_beside
 from engine.voicepack import (
     F0_METHODS,
+    LIMITS,
+    NOTICE_NAME,
+    ListedFile,
     NetworkSpec,
     StatefulGraph,
     TensorSpec,
     VoiceManifest,
     VoicePackError,
+    decode_notice,
     load_manifest,
     sha256_file,
     unlisted_paths,
@@ -127,6 +133,71 @@ def _inputs(ckpt: Path, config: Path | None, *assets: Path | str | None) -> list
     return [ckpt, Path(config) if config else ckpt.parent / "config.yaml", *(Path(a) for a in assets if a)]
 
 
+def read_notice_file(path: Path) -> bytes:
+    """The bytes of a `--notice` file: UTF-8 text of 1..`LIMITS["notice_bytes"]` bytes."""
+    limit = LIMITS["notice_bytes"]
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise ExportError(f"cannot read the notice {path} ({exc.strerror or exc})") from None
+    if not data or len(data) > limit:
+        raise ExportError(f"the notice {path} must hold 1 to {limit // 1024} KiB of text, "
+                          f"it holds {'nothing' if not data else 'more'}")
+    try:
+        decode_notice(data, f"the notice {path}")
+    except VoicePackError as exc:
+        raise ExportError(str(exc)) from None
+    return data
+
+
+def parse_speaker_names(items: list[str]) -> dict[str, str]:
+    """`--speaker-name ID=NAME` arguments → checkpoint speaker → the name the pack gives it (each ID once)."""
+    names: dict[str, str] = {}
+    for text in items:
+        speaker, sep, name = text.partition("=")
+        if not sep or not speaker:
+            raise ExportError(f"--speaker-name takes ID=NAME, got {text!r}")
+        if speaker in names:
+            raise ExportError(f"--speaker-name renames speaker {speaker!r} twice")
+        names[speaker] = name
+    return names
+
+
+def rename_speakers(speakers: dict[str, int], names: dict[str, str]) -> dict[str, int]:
+    """The checkpoint's speakers (name → id) with `names` applied; refuses unknown speakers, empty,
+    over-long and duplicate names."""
+    unknown = sorted(set(names) - set(speakers))
+    if unknown:
+        raise ExportError(f"--speaker-name renames {', '.join(map(repr, unknown))}, which this checkpoint does not "
+                          f"have (its speakers: {', '.join(speakers)})")
+    for speaker, name in names.items():
+        if not name.strip() or len(name) > LIMITS["name"]:
+            raise ExportError(f"--speaker-name gives speaker {speaker!r} the name {name[:40]!r}: a name must be "
+                              f"1 to {LIMITS['name']} characters, not only spaces")
+    renamed = {names.get(speaker, speaker): index for speaker, index in speakers.items()}
+    if len(renamed) < len(speakers):
+        taken = [names.get(s, s) for s in speakers]
+        twice = next(n for n in taken if taken.count(n) > 1)
+        raise ExportError(f"--speaker-name would give two speakers the name {twice!r}")
+    return renamed
+
+
+def rename_references(references: dict[str, Path], names: dict[str, str]) -> dict[str, Path]:
+    """`--reference` keys, each a checkpoint speaker or its new name, → the new names."""
+    new_names = set(names.values())
+    out: dict[str, Path] = {}
+    for speaker, path in references.items():
+        if speaker in names and speaker in new_names and names[speaker] != speaker:
+            raise ExportError(f"--reference {speaker!r} is ambiguous: it is a speaker renamed by --speaker-name and "
+                              "another speaker's new name")
+        name = names.get(speaker, speaker)
+        if name in out:
+            raise ExportError(f"--reference names speaker {name!r} twice (by its id and by its name)")
+        out[name] = path
+    return out
+
+
 def _tensor_specs(items) -> list[TensorSpec]:
     return [TensorSpec(i.name, [d if isinstance(d, int) else str(d) for d in i.shape],
                        _ORT_DTYPES.get(i.type, i.type)) for i in items]
@@ -155,10 +226,14 @@ def export_pack(
     quiet: bool = False,
     stateful: bool = True,
     references: dict[str, Path] | None = None,
+    notice: Path | None = None,
+    speaker_names: dict[str, str] | None = None,
 ) -> tuple[Path, VoiceManifest, dict[str, parity.ParityResult]]:
     """Export a voice pack; returns (folder, manifest, parity results). With `stateful`, the decoder
     and vocoder are also exported as stateful graphs (exporters/stateful.py) for the stateful engine.
-    `references`: speaker name → audio file of that voice, written as its ≤ 5 s preview clip."""
+    `references`: speaker (its checkpoint name or its new one) → audio file of that voice, written as
+    its ≤ 5 s preview clip; `notice`: a UTF-8 text file shipped as the pack's SOURCES.md;
+    `speaker_names`: checkpoint speaker → the name the pack (and the app) gives it."""
     from models.checkpoints import CheckpointError
     from models.comosvc import load_official
     from models.content import load_content_encoder
@@ -166,8 +241,9 @@ def export_pack(
 
     ckpt = Path(ckpt)
     out = Path(out) if out else ckpt.parent / "voicepack"
-    references = references or {}
-    check_out_folder(out, _inputs(ckpt, config, vocoder, content, *references.values()))
+    references, names = references or {}, speaker_names or {}
+    check_out_folder(out, _inputs(ckpt, config, vocoder, content, notice, *references.values()))
+    notice_bytes = read_notice_file(Path(notice)) if notice else None
     try:
         loaded = load_official(ckpt, config)
     except CheckpointError as exc:
@@ -178,9 +254,9 @@ def export_pack(
     pitch = pitch or str((loaded.config.get("data") or {}).get("f0_extractor", "dio"))
     if pitch not in F0_METHODS:
         raise ExportError(f"unknown F0 method {pitch!r}; choose one of {', '.join(F0_METHODS)}")
-    speakers = loaded.speakers or {"default": 0}
+    speakers = rename_speakers(loaded.speakers or {"default": 0}, names)
     try:
-        clips = prepare_references(references, speakers)
+        clips = prepare_references(rename_references(references, names), speakers)
     except ReferenceClipError as exc:
         raise ExportError(str(exc)) from exc
     steps = (["load", "decoder", "vocoder", "content"] + (["pitch"] if pitch == "fcpe" else [])
@@ -237,7 +313,9 @@ def export_pack(
             )
             bar.update()
         reference_clips = write_references(staging, clips)
-        listed = {net.file for net in networks.values()} | {clip.file for clip in reference_clips.values()}
+        notice_file = _write_notice(staging, notice_bytes) if notice_bytes is not None else None
+        listed = ({net.file for net in networks.values()} | {clip.file for clip in reference_clips.values()}
+                  | ({notice_file.file} if notice_file else set()))
         strays = unlisted_paths(staging, listed)
         if strays:  # torch writes weights beside a graph over 2 GB; the engine loads one file per network
             raise ExportError(f"the export wrote external data files ({', '.join(strays[:5])}), which a voice pack "
@@ -255,6 +333,7 @@ def export_pack(
             verification={name: r.as_json() if hasattr(r, "as_json") else r for name, r in results.items()},
             stateful=stateful_info,
             references=reference_clips,
+            notice=notice_file,
             source={"checkpoint": ckpt.name, "kind": loaded.kind, "global_step": loaded.global_step,
                     "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "opset": opset},
         )
@@ -267,6 +346,12 @@ def export_pack(
     finally:
         bar.close()
     return out, manifest, results
+
+
+def _write_notice(folder: Path, data: bytes) -> ListedFile:
+    path = folder / NOTICE_NAME
+    path.write_bytes(data)
+    return ListedFile(NOTICE_NAME, sha256_file(path), len(data))
 
 
 def _export_stateful(staging: Path, model, vocoder, encoder, graphs: list[GraphSpec],
@@ -295,6 +380,8 @@ def summary(folder: Path, manifest: VoiceManifest, results: dict) -> str:
     lines = [f"voice pack: {folder}", f"  name: {manifest.name}   speakers: {', '.join(manifest.speakers)}"]
     if manifest.references:
         lines.append(f"  preview clips: {', '.join(f'{s} ({c.file})' for s, c in manifest.references.items())}")
+    if manifest.notice:
+        lines.append(f"  notice: {manifest.notice.file} ({manifest.notice.size} bytes)")
     for name, net in manifest.networks.items():
         res = results.get(name)
         if isinstance(res, parity.ParityResult):
@@ -321,7 +408,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="output folder (default: <checkpoint folder>/voicepack)")
     parser.add_argument("--reference", action="append", default=[], metavar="SPEAKER=PATH",
                         help="a recording of SPEAKER's voice (any audio file; the first 5 s are used), shipped as "
-                             "the preview the app plays when the speaker is chosen; repeat per speaker")
+                             "the preview the app plays when the speaker is chosen; repeat per speaker "
+                             "(SPEAKER: the checkpoint's name or the one --speaker-name gives)")
+    parser.add_argument("--speaker-name", action="append", default=[], metavar="ID=NAME",
+                        help="show the checkpoint's speaker ID as NAME (in the pack and the app); repeat per speaker")
+    parser.add_argument("--notice", type=Path, metavar="FILE",
+                        help=f"a UTF-8 text file (at most {LIMITS['notice_bytes'] // 1024} KiB) naming the voice's "
+                             f"sources and licences, shipped in the pack as {NOTICE_NAME}")
     parser.add_argument("--fp16", action="store_true", help="half precision decoder and content encoder")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--quiet", action="store_true")
@@ -332,7 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder, manifest, results = export_pack(args.ckpt, args.config, args.vocoder, args.content, args.pitch,
                                                 args.name, args.out, args.fp16, args.opset, args.quiet,
                                                 stateful=not args.no_stateful,
-                                                references=reference_paths(args.reference))
+                                                references=reference_paths(args.reference), notice=args.notice,
+                                                speaker_names=parse_speaker_names(args.speaker_name))
     except (ExportError, ReferenceClipError, parity.ParityError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

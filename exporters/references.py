@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from engine.voicepack import REFERENCE_MAX_SECONDS, ReferenceClip, reference_file_name, sha256_file
+from engine.voicepack import REFERENCE_MAX_SECONDS, ListedFile, reference_file_name, sha256_file
 from models.audio import SAMPLE_RATE as MODEL_RATE
 
 PREVIEW_RMS_DBFS = -20.0
@@ -79,7 +79,7 @@ def prepare_references(given: dict[str, Path], speakers: dict[str, int]) -> dict
     return {speaker: preview_clip(path) for speaker, path in given.items()}
 
 
-def write_references(folder: Path, clips: dict[str, np.ndarray]) -> dict[str, ReferenceClip]:
+def write_references(folder: Path, clips: dict[str, np.ndarray]) -> dict[str, ListedFile]:
     """Write each clip as `folder/reference/<speaker>.wav` (24 kHz mono 16-bit); their manifest entries."""
     entries = {}
     for speaker, audio in clips.items():
@@ -87,5 +87,5 @@ def write_references(folder: Path, clips: dict[str, np.ndarray]) -> dict[str, Re
         path = folder / relative
         path.parent.mkdir(exist_ok=True)
         sf.write(str(path), audio, MODEL_RATE, subtype="PCM_16", format="WAV")
-        entries[speaker] = ReferenceClip(relative, sha256_file(path), path.stat().st_size)
+        entries[speaker] = ListedFile(relative, sha256_file(path), path.stat().st_size)
     return entries

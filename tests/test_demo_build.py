@@ -24,7 +24,7 @@ def test_stages_run_in_order_and_a_second_build_skips_them(tmp_path: Path) -> No
     assert calls[3][2:4] == ["models.train", "prepare"] and "yin" in calls[3]
     assert "--no-mbrola" in calls[0] and "--no-mbrola" in calls[1]
     assert all(str(tmp_path) in " ".join(c) for c in calls[:7])        # WORK spelled out
-    assert calls[-1].count("--reference") == 4                          # a preview clip per target
+    assert calls[-1][1:] == ["-m", "models.demo", "export", str(tmp_path), "--pack", str(tmp_path / "pack")]
     assert demo_build.build(tmp_path, tmp_path / "pack", dict(demo_build.PLAN), runner=_runner(calls),
                             log=lambda m: None) == []
     assert (tmp_path / "build" / "teacher.done").read_text().startswith("wall ")
@@ -62,3 +62,5 @@ def test_cli_dry_run_lists_the_commands(tmp_path: Path, capsys) -> None:
     assert "data:" in out and "prepare:" in out and "teacher" not in out
     assert not (tmp_path / "build" / "plan.json").exists()
     assert main(["build", str(tmp_path), "--set", "ppg_steps=lots", "--dry-run"]) == 2
+    assert main(["build", str(tmp_path), "--dry-run", "--only", "export", "--pack", "out/demo"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"-m models.demo export {tmp_path} --pack out/demo")

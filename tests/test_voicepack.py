@@ -9,6 +9,8 @@ import pytest
 
 from engine.voicepack import (
     MANIFEST_NAME,
+    NOTICE_NAME,
+    ListedFile,
     NetworkSpec,
     TensorSpec,
     VoiceManifest,
@@ -60,6 +62,22 @@ def test_valid_pack_round_trips(pack: Path) -> None:
     assert manifest.networks["decoder"].receptive_field == (2, 2)
     assert manifest.networks["vocoder"].receptive_field is None
     assert manifest.path("decoder") == pack.resolve() / "decoder.onnx"
+
+
+def test_notice_round_trips_and_is_omitted_when_absent(pack: Path) -> None:
+    from dataclasses import replace
+
+    manifest = load_manifest(pack)
+    assert manifest.notice is None and "notice" not in json.loads((pack / MANIFEST_NAME).read_text())
+    text = "# Sources\nKokoro-82M — Apache-2.0\n".encode()
+    (pack / NOTICE_NAME).write_bytes(text)
+    notice = ListedFile(NOTICE_NAME, sha256_file(pack / NOTICE_NAME), len(text))
+    write_manifest(pack, replace(manifest, notice=notice))
+    loaded = load_manifest(pack)
+    assert loaded.notice == notice and NOTICE_NAME in loaded.files()
+    assert json.loads((pack / MANIFEST_NAME).read_text())["notice"] == {"file": NOTICE_NAME, "sha256": notice.sha256,
+                                                                         "size": len(text)}
+    assert loaded.format_version == 2
 
 
 def test_tampered_file_is_refused(pack: Path) -> None:

@@ -11,8 +11,9 @@ import pytest
 
 from engine.convert import main as convert_main
 from engine.settings import Settings
-from engine.voicepack import VoicePackError, sha256_file
+from engine.voicepack import LIMITS, NOTICE_NAME, VoicePackError, load_manifest, read_notice, sha256_file
 from engine.voices import load_voice
+from tests.fixtures.references import add_notice
 
 
 def _manifest(pack: Path) -> dict:
@@ -59,6 +60,17 @@ def _huge_number(pack: Path) -> None:
     (pack / "voice.json").write_text(text[:-2] + ', "big": ' + "9" * 5000 + "}\n")
 
 
+def _notice_link(pack: Path) -> None:
+    """SOURCES.md a link to a file outside the pack with the very bytes the manifest lists."""
+    outside = add_notice(pack).rename(pack.parent / "outside.md")
+    (pack / NOTICE_NAME).symlink_to(outside)
+
+
+def _notice_tampered(pack: Path) -> None:
+    path = add_notice(pack)
+    path.write_bytes(path.read_bytes().replace(b"Apache", b"apache"))
+
+
 def _vocoder_one_input(data: dict) -> None:
     data["networks"]["vocoder"]["inputs"] = data["networks"]["vocoder"]["inputs"][:1]
 
@@ -86,6 +98,20 @@ HOSTILE = {
 }
 
 
+#: Spoilt notices, refused by the check of a pack the user picks or imports (`load_manifest` with hashes)
+HOSTILE_NOTICES = {
+    "notice under another name": (lambda pack: add_notice(pack, file="../voice.json"),
+                                  "notice: file must be 'SOURCES.md' .a notice's name is fixed."),
+    "notice a link": (_notice_link, "SOURCES.md is a link"),
+    "notice of another size": (lambda pack: add_notice(pack, size=5), "SOURCES.md is 33 bytes but the manifest says 5"),
+    "notice tampered": (_notice_tampered, "SOURCES.md does not match its sha256"),
+    "notice missing": (lambda pack: add_notice(pack).unlink(), "the notice SOURCES.md is missing"),
+    "notice too large": (lambda pack: add_notice(pack, b"x" * (LIMITS["notice_bytes"] + 1)),
+                         r"notice.size must be an integer in 1..65536"),
+    "notice not an object": (_edit(lambda d: d.update(notice="SOURCES.md")), "notice must be an object"),
+}
+
+
 @pytest.fixture()
 def pack(ppg_pack: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "pack"
@@ -99,6 +125,28 @@ def test_hostile_pack_is_one_sentence(pack: Path, kind: str) -> None:
     spoil(pack)
     with pytest.raises(VoicePackError, match=message):
         load_voice(str(pack), Settings(), prefer=("cpu",))
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_NOTICES))
+def test_hostile_notice_is_one_sentence(pack: Path, kind: str) -> None:
+    spoil, message = HOSTILE_NOTICES[kind]
+    spoil(pack)
+    with pytest.raises(VoicePackError, match=message):
+        load_manifest(pack)
+
+
+def test_notice_is_checked_again_when_read(pack: Path) -> None:
+    """Listing checks sizes only; reading hashes the bytes it decodes, and they must be UTF-8."""
+    path = add_notice(pack, "Quellen: Müller\n".encode("latin-1"))
+    load_manifest(pack)                                   # a listed file with the right hash: loads
+    with pytest.raises(VoicePackError, match="SOURCES.md is not UTF-8 text"):
+        read_notice(pack)
+    add_notice(pack, "Quellen: Müller\n".encode())
+    assert read_notice(pack) == "Quellen: Müller\n"
+    path.write_bytes("Quellen: Mùller\n".encode())     # same size, other bytes
+    load_manifest(pack, verify_hashes=False)
+    with pytest.raises(VoicePackError, match="does not match its size and sha256"):
+        read_notice(pack)
 
 
 def test_tampered_external_weights_never_load(pack: Path, tmp_path: Path, monkeypatch) -> None:

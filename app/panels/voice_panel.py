@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from PyQt6.QtCore import Qt
-from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                             QLabel, QPushButton, QWidget)
+from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
+                             QGroupBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
 
 from app.bridge import AudioBridge
 from app.settings_store import AppConfig
@@ -37,6 +37,10 @@ class VoicePanel(QGroupBox):
         self.folder_button.setToolTip("Use a voice pack folder (with voice.json) from anywhere on disk.")
         self.import_button = QPushButton("Import .zip…")
         self.import_button.setToolTip("Install a voice pack .zip into your voices folder (checked, never executed).")
+        self.about_button = QPushButton("About…")
+        self.about_button.setToolTip("What this voice was trained from, and the licences of its sources and weights.")
+        self.about_button.setEnabled(False)
+        self.notice_dialog: QDialog | None = None
         self.speaker_combo = QComboBox()
         self.speaker_combo.setToolTip("Voice packs can hold several singers (speakers).")
         self.preview_button = QPushButton("▶ preview")
@@ -58,6 +62,7 @@ class VoicePanel(QGroupBox):
         picker.addWidget(self.voice_combo, 1)
         picker.addWidget(self.folder_button)
         picker.addWidget(self.import_button)
+        picker.addWidget(self.about_button)
         form = QFormLayout(self)
         form.addRow("Voice", picker)
         form.addRow(self.voice_status)   # spans the row; takes no room while hidden
@@ -73,6 +78,7 @@ class VoicePanel(QGroupBox):
         self.voice_combo.activated.connect(self._on_voice_chosen)
         self.folder_button.clicked.connect(lambda: self.choose_folder())
         self.import_button.clicked.connect(lambda: self.import_zip())
+        self.about_button.clicked.connect(lambda: bridge.show_notice())
         self.speaker_combo.activated.connect(lambda _: bridge.choose_speaker(int(self.speaker_combo.currentData())))
         self.preview_button.clicked.connect(lambda: bridge.preview())
         self.preview_on_choice.toggled.connect(bridge.set_preview_voices)
@@ -83,6 +89,7 @@ class VoicePanel(QGroupBox):
         bridge.voiceLoading.connect(self._on_loading)
         bridge.voiceChanged.connect(self._on_voice)
         bridge.configChanged.connect(self._on_config)
+        bridge.noticeRead.connect(self._show_notice)
 
     # -- user actions (path=None opens a dialog; tests pass a path) --------------------------------------
     def choose_folder(self, path: str | None = None) -> None:
@@ -134,8 +141,27 @@ class VoicePanel(QGroupBox):
             row = self.voice_combo.count() - 1
         self.voice_combo.setCurrentIndex(row)
 
+    def _show_notice(self, voice_name: str, text: str) -> None:
+        """The notice in a non-modal window, as plain text: a pack's markdown is never rendered (rich text
+        could make Qt load files it names)."""
+        if self.notice_dialog is None:
+            self.notice_dialog = QDialog(self)
+            view = QPlainTextEdit()
+            view.setReadOnly(True)
+            buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+            buttons.rejected.connect(self.notice_dialog.close)
+            layout = QVBoxLayout(self.notice_dialog)
+            layout.addWidget(view)
+            layout.addWidget(buttons)
+            self.notice_dialog.resize(720, 480)
+        self.notice_dialog.setWindowTitle(f"About {voice_name}")
+        self.notice_dialog.findChild(QPlainTextEdit).setPlainText(text)
+        self.notice_dialog.show()
+        self.notice_dialog.raise_()
+
     def _on_voice(self, voice: VoiceInfo) -> None:
         self._select_voice(voice)
+        self.about_button.setEnabled(voice.has_notice)
         self.speaker_combo.clear()
         for name, sid in voice.speakers:
             self.speaker_combo.addItem(name, sid)

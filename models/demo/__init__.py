@@ -5,6 +5,7 @@ Stages, each resumable, run as `python -m models.demo STAGE WORK`:
     ppg       train the phone-posteriorgram content encoder into WORK/ppg
     ppg-eval  score it on held-out voices and engines (phone accuracy, speaker leakage)
     targets   synthesise the target voices' speech into WORK/targets (teacher / student / vocoder data)
+    export    the pack from WORK's newest student, vocoder and PPG: speaker names, preview clips, SOURCES.md
     build     all of it, then prepare, vocoder, teacher, distill and export: the pack from nothing
 `python -m models.demo evaluate PACK WORK` scores a pack on the held-out voices through the streaming engine.
 """

@@ -1,4 +1,4 @@
-"""`python -m models.demo {data,ppg,ppg-eval,targets,build} WORK [...]`, `evaluate PACK WORK [...]`: the demo voice's stages (see __init__)."""
+"""`python -m models.demo {data,ppg,ppg-eval,targets,export,build} WORK [...]`, `evaluate PACK WORK [...]`: the demo voice's stages (see __init__)."""
 from __future__ import annotations
 
 import argparse
@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     tg.add_argument("--voices", nargs="+", default=None, help="Kokoro voices (default: the four targets)")
     tg.add_argument("--seed", type=int, default=0)
     tg.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
+    ex = sub.add_parser("export", help="the demo voice pack from WORK's newest student, vocoder and PPG, with "
+                                       "speaker names, preview clips and its SOURCES.md")
+    ex.add_argument("work", type=Path)
+    ex.add_argument("--pack", type=Path, default=Path("voices/demo"), help="where the pack goes (default voices/demo)")
+    ex.add_argument("--dry-run", action="store_true", help="print the exporter command, write nothing")
     from models.demo.build import PLAN, STAGES
     bd = sub.add_parser("build", help="the demo voice pack from nothing: every stage in order, resumable")
     bd.add_argument("work", type=Path)
@@ -92,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             except BuildError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
+        elif args.stage == "export":
+            from models.demo.export import export_demo
+            return export_demo(args.work, args.pack, args.dry_run)
         elif args.stage == "targets":
             from models.demo.targets import TARGET_VOICES, make_targets
             totals = make_targets(args.work, args.minutes_per_voice, tuple(args.voices or TARGET_VOICES), args.seed,

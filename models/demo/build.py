@@ -12,6 +12,8 @@ The plan (`PLAN`: data minutes, step counts, right contexts, the front ends) is 
 WORK/build/plan.json on the first run and must match afterwards, so a folder never mixes two plans.
 The step counts are sized so that each stage fits in under two hours of a 2-core CPU (measured
 figures in docs/demo-voice.md); on a GPU pass `--device cuda` and larger counts with `--set`.
+The export stage (`python -m models.demo export`, models/demo/export.py) names the speakers, adds their
+preview clips and the pack's SOURCES.md; `export WORK --dry-run` prints the exporter command it runs.
 The voice it builds is a low-latency one: YIN F0, a mel-grid PPG with one frame of lookahead, a causal
 decoder and vocoder (docs/demo-voice.md says why), trained without the non-commercial MBROLA voices.
 """
@@ -61,23 +63,15 @@ def _train(command: str, plan: dict[str, Any], steps_key: str, *extra: str) -> l
             "--threads", str(plan["threads"]), "-q", *extra]
 
 
+def newest_model(folder: Path) -> Path | None:
+    """The highest-step model_<step>.pt in `folder`, or None."""
+    steps = {int(p.stem[6:]): p for p in folder.glob("model_*.pt") if p.stem[6:].isdigit()}
+    return steps[max(steps)] if steps else None
+
+
 def _newest(folder: Path) -> str:
     """The highest-step model_<step>.pt in `folder` (a placeholder before the stage has run)."""
-    steps = {int(p.stem[6:]): p for p in folder.glob("model_*.pt") if p.stem[6:].isdigit()}
-    return str(steps[max(steps)]) if steps else str(folder / "model_<step>.pt")
-
-
-def _export(work: Path, plan: dict[str, Any], pack: Path) -> list[str]:
-    from models.train.checkpoint_io import newest_vocoder
-
-    vocoder = newest_vocoder(work / "train" / "logs" / "vocoder")
-    references = []   # the preview clip of each speaker: the first 5 s of its first target utterance
-    for voice in TARGET_VOICES:
-        first = min((work / "targets" / voice).glob("*.flac"), default=None)
-        references += ["--reference", f"{voice}={first or f'WORK/targets/{voice}/<first>.flac'}"]
-    return ["-m", "exporters.onnx_export", _newest(work / "train" / "logs" / "como"),
-            "--vocoder", str(vocoder) if vocoder else "WORK/train/logs/vocoder/model_ckpt_steps_<step>.ckpt",
-            "--content", "WORK/ppg/ppg.pt", "--name", "CoMo demo voices", "--out", str(pack), *references]
+    return str(newest_model(folder) or folder / "model_<step>.pt")
 
 
 STAGE_LIST = (
@@ -96,7 +90,7 @@ STAGE_LIST = (
     Stage("vocoder", lambda w, p, k: _train("vocoder", p, "vocoder_steps")),
     Stage("teacher", lambda w, p, k: _train("teacher", p, "teacher_steps")),
     Stage("distill", lambda w, p, k: _train("distill", p, "distill_steps", "--teacher", _newest(w / "train" / "logs" / "teacher"))),
-    Stage("export", _export),
+    Stage("export", lambda w, p, k: ["-m", "models.demo", "export", "WORK", "--pack", str(k)]),
 )
 assert tuple(s.name for s in STAGE_LIST) == STAGES
 

@@ -28,6 +28,17 @@ from models.demo.utterance import Utterance, merge_runs, read_meta, write_skip, 
 
 TARGET_VOICES = ("af_heart", "af_sky", "am_eric", "bm_george")  # two female, two male (issue 12)
 SPEED_RANGE = (0.9, 1.1)
+#: Kokoro's English voice ids: accent letter, sex letter, '_', name (af_heart: American female "heart")
+_ACCENTS = {"a": "American", "b": "British"}
+_SEXES = {"f": "female", "m": "male"}
+
+
+def display_name(voice: str) -> str:
+    """The name the pack and the app show for an English Kokoro voice: 'af_heart' → 'Heart (American female)'."""
+    accent, sex, sep, name = voice[:1], voice[1:2], voice[2:3], voice[3:]
+    if accent not in _ACCENTS or sex not in _SEXES or sep != "_" or not name:
+        raise DataError(f"{voice!r} is not an English Kokoro voice id (a|b, f|m, '_', name)")
+    return f"{name.capitalize()} ({_ACCENTS[accent]} {_SEXES[sex]})"
 
 
 def voice_plan(seed: int, voice: str, sentences: list[str]) -> Iterator[tuple[str, str, float]]:
