@@ -60,6 +60,8 @@ def test_cli_dry_run_lists_the_commands(tmp_path: Path, capsys) -> None:
     assert main(["build", str(tmp_path), "--dry-run", "--until", "prepare"]) == 0
     out = capsys.readouterr().out
     assert "data:" in out and "prepare:" in out and "teacher" not in out
+    # the training stages checkpoint often enough that a stopped build loses minutes, not the stage
+    assert f"train.interval_force_save={demo_build.PLAN['checkpoint_every']}" in out and demo_build.PLAN["checkpoint_every"] < demo_build.PLAN["distill_steps"]
     assert not (tmp_path / "build" / "plan.json").exists()
     assert main(["build", str(tmp_path), "--set", "ppg_steps=lots", "--dry-run"]) == 2
     assert main(["build", str(tmp_path), "--dry-run", "--only", "export", "--pack", "out/demo"]) == 0
