@@ -16,6 +16,8 @@ from models.demo import voice_metrics
 from models.demo.__main__ import main
 from models.demo.phones import PHONE_INDEX, SIL
 from models.demo.utterance import Utterance, write_utterance
+from tests.fixtures.references import add_reference
+from engine.voicepack import reference_file_name
 from models.demo.voice_metrics import key_shift, median_f0, word_error_rate, word_errors, words
 
 SCORING_PACKAGES = ("resemblyzer", "distillmos", "pocketsphinx")
@@ -71,7 +73,7 @@ def _need_scorers() -> None:
 
 @pytest.fixture(scope="module")
 def pack_and_work(tmp_path_factory):
-    """A tiny stateful pack (speaker 0 has reference/<name>.wav, speaker 1 only --target-audio) and a WORK."""
+    """A tiny stateful pack (speaker 0 has a preview clip, speaker 1 only --target-audio) and a WORK."""
     from tests.fixtures.packs import export_tiny_pack
     from engine.voicepack import load_manifest
 
@@ -79,8 +81,7 @@ def pack_and_work(tmp_path_factory):
     pack = export_tiny_pack(root / "p", stateful=True)
     names = sorted(load_manifest(pack).speakers, key=load_manifest(pack).speakers.get)
     rng = np.random.default_rng(1)
-    (pack / "reference").mkdir()
-    sf.write(pack / "reference" / f"{names[0]}.wav", _voice(180, 220, 2.0, 24000, rng), 24000)
+    add_reference(pack, names[0], _voice(180, 220, 2.0, 24000, rng))
     targets = root / "targets"
     for i in range(2):
         (targets / names[1]).mkdir(parents=True, exist_ok=True)
@@ -169,7 +170,7 @@ def test_evaluate_converts_every_heldout_utterance_to_every_speaker_and_reports_
     assert "Acceptance" in (out / "report.md").read_text()
     assert len(report["rows"]) == 2 * 2                      # 2 speakers x 2 held-out utterances
     assert {r["set"] for r in report["rows"]} == {"kokoro-heldout", "flite"}
-    assert report["targets"][names[0]]["reference"].endswith(f"reference/{names[0]}.wav")
+    assert report["targets"][names[0]]["reference"].endswith(reference_file_name(names[0]))
     assert report["targets"][names[1]]["reference"] == str(targets / names[1])
     overall = report["overall"]
     metrics = ["sim_target", "sim_source", "target_wins", "f0_corr", "f0_rmse_cents", "mos_output", "mos_input",
@@ -193,3 +194,23 @@ def test_evaluate_converts_every_heldout_utterance_to_every_speaker_and_reports_
     setup = report["setup"]
     assert setup["block_ms"] == pytest.approx(20.0) and setup["core"] == "StatefulCore"
     assert setup["latency_ms"]["algorithmic"] == pytest.approx(setup["latency_ms"]["converter"] + 20.0)
+
+
+def test_target_audio_is_found_under_the_speaker_name_or_the_kokoro_voice_it_is_named_after(tmp_path):
+    from types import SimpleNamespace
+
+    from models.demo.pack_eval import EvalError, reference_files
+    from models.demo.targets import display_name
+
+    targets = tmp_path / "targets"
+    (targets / "af_heart").mkdir(parents=True)
+    for i in range(3):
+        (targets / "af_heart" / f"af_heart-{i}.flac").write_bytes(b"")
+    (tmp_path / "pack").mkdir()
+    manifest = SimpleNamespace(folder=str(tmp_path / "pack"), references={
+        "Sky (American female)": SimpleNamespace(file="reference/sky.wav")})
+    heart = reference_files(manifest, display_name("af_heart"), targets)
+    assert [p.name for p in heart] == ["af_heart-0.flac", "af_heart-1.flac", "af_heart-2.flac"]
+    assert reference_files(manifest, "Sky (American female)", targets) == [tmp_path / "pack" / "reference/sky.wav"]
+    with pytest.raises(EvalError, match="no preview clip"):
+        reference_files(manifest, "Eric (American male)", targets)

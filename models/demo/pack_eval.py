@@ -12,8 +12,9 @@ For every speaker of the pack and every source utterance, the utterance is conve
 (`convert_whole`, which trims the latency), with the input gate off. The key (Settings.pitch) moves
 the source speaker's median F0 onto the target's (`voice_metrics.key_shift`), as a user would set it.
 
-Target references: `PACK/reference/<speaker>.wav` when the pack has one, else
-`--target-audio DIR/<speaker>/*.flac|*.wav` (e.g. WORK/targets: at most REFERENCE_CLIPS files).
+Target references: `--target-audio DIR/<speaker>/*.flac|*.wav` (the folder may also carry the Kokoro
+voice's id the speaker is named after, as WORK/targets does: at most REFERENCE_CLIPS files), else the
+pack's preview clip of the speaker.
 
 Writes REPORT_DIR/report.json (every number) and report.md (the tables), default WORK/eval/<pack name>.
 """
@@ -37,6 +38,7 @@ from engine.settings import Settings
 from engine.voicepack import VoiceManifest, VoicePackError, load_manifest
 from engine.voices import load_voice
 from models.demo.corpus import split_files
+from models.demo.targets import TARGET_VOICES, display_name
 from models.demo.utterance import Utterance, read_audio, read_meta
 from models.demo.voice_metrics import (MosScorer, SpeakerEmbedder, Transcriber, key_shift, median_f0, require,
                                        word_errors, words)
@@ -168,25 +170,27 @@ def load_sources(work: Path, max_utterances: int | None, scorers: Scorers) -> li
     return sources
 
 
-def reference_files(pack: Path, speaker: str, target_audio: Path | None) -> list[Path]:
-    """The pack's `reference/<speaker>.wav`, else the first REFERENCE_CLIPS audio files of `target_audio/<speaker>/`."""
-    own = pack / "reference" / f"{speaker}.wav"
-    if own.is_file():
-        return [own]
+def reference_files(manifest: VoiceManifest, speaker: str, target_audio: Path | None) -> list[Path]:
+    """The first REFERENCE_CLIPS audio files of `target_audio/<folder>/` (the folder named as the speaker or
+    as the Kokoro voice it is named after, `targets.display_name`), else the pack's preview clip of it."""
     if target_audio is not None:
-        folder = target_audio / speaker
-        files = sorted(p for p in folder.glob("*") if p.suffix.lower() in AUDIO_SUFFIXES) if folder.is_dir() else []
-        if files:
-            return files[:REFERENCE_CLIPS]
+        names = [speaker, *(voice for voice in TARGET_VOICES if display_name(voice) == speaker)]
+        for folder in (target_audio / name for name in names):
+            files = sorted(p for p in folder.glob("*") if p.suffix.lower() in AUDIO_SUFFIXES) if folder.is_dir() else []
+            if files:
+                return files[:REFERENCE_CLIPS]
+    clip = manifest.references.get(speaker)
+    if clip is not None:
+        return [Path(manifest.folder) / clip.file]
     where = f" and {target_audio / speaker} holds no .wav/.flac" if target_audio else ""
-    raise EvalError(f"speaker {speaker!r} has no reference audio: the pack has no reference/{speaker}.wav{where}; "
+    raise EvalError(f"speaker {speaker!r} has no reference audio: the pack has no preview clip of it{where}; "
                     "pass --target-audio DIR with DIR/<speaker>/*.flac (e.g. WORK/targets)")
 
 
 def load_targets(pack: Path, manifest: VoiceManifest, target_audio: Path | None, scorers: Scorers) -> list[Target]:
     targets = []
     for name, sid in sorted(manifest.speakers.items(), key=lambda kv: kv[1]):
-        files = reference_files(pack, name, target_audio)
+        files = reference_files(manifest, name, target_audio)
         clips = [_load_24k(p) for p in files]
         voiced_f0 = [scorers.pitch.raw(c) for c in clips]
         f0 = np.concatenate([f for f, _ in voiced_f0])
