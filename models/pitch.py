@@ -44,6 +44,18 @@ FCPE_THRESHOLD = 0.006
 # Post-processing (pure numpy)
 # --------------------------------------------------------------------------------------------------
 
+def f0_agreement(f0_out: np.ndarray, f0_in: np.ndarray, voiced_in: np.ndarray) -> tuple[float, float]:
+    """(RMSE in cents, Pearson correlation) over frames voiced in the input and in the output."""
+    n = min(len(f0_out), len(f0_in))
+    mask = (voiced_in[:n] > 0) & (f0_out[:n] > 0) & (f0_in[:n] > 0)
+    if mask.sum() < 3:
+        return float("nan"), float("nan")
+    a, b = f0_out[:n][mask], f0_in[:n][mask]
+    cents = 1200 * np.log2(a / b)
+    corr = float(np.corrcoef(a, b)[0, 1]) if np.std(a) > 0 and np.std(b) > 0 else float("nan")
+    return float(np.sqrt(np.mean(cents ** 2))), corr
+
+
 def round_f0(f0: np.ndarray) -> np.ndarray:
     """Round every value to 0.1 Hz with Python's `round` (as the official loop does). [L] -> [L] f64."""
     return np.array([round(float(v), 1) for v in np.asarray(f0).ravel()], dtype=np.float64)

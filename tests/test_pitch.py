@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.yin_pitch import SPAN, WINDOW_END, yin_frames
-from models.pitch import (DioPitch, FcpePitch, PitchExtractor, YinPitch, fcpe_frame_times, frame_times,
+from models.pitch import (DioPitch, FcpePitch, PitchExtractor, YinPitch, f0_agreement, fcpe_frame_times, frame_times,
                           hold_unvoiced, interpolate_unvoiced, make_pitch_extractor, map_f0_to_times,
                           resize_f0, round_f0, shift_f0)
 
@@ -186,6 +186,22 @@ def test_yin_agrees_with_librosa_on_a_steady_tone() -> None:
     inner = slice(10, -10)
     assert voiced[inner].all()
     assert np.abs(1200 * np.log2(ours[inner] / np.median(ref[4:-4]))).max() < 10
+
+
+def test_f0_agreement_tells_a_vocoder_that_follows_f0_from_one_that_buzzes() -> None:
+    """The vocoder validation's pitch check: a glide rendered at the given f0 agrees with it; a buzz at
+    the frame rate (187.5 Hz, what a vocoder that ignores its harmonic source makes) does not."""
+    n = SR * 2
+    contour = np.geomspace(140.0, 320.0, n // 128).astype(np.float32)     # f0 [T] the vocoder was given
+    per_sample = np.repeat(contour, 128)
+    glide = 0.3 * np.sin(2 * np.pi * np.cumsum(per_sample) / SR).astype(np.float32)
+    buzz = np.zeros(n, np.float32)
+    buzz[::128] = 0.5
+    voiced = np.ones(len(contour), np.float32)
+    rmse, corr = f0_agreement(YinPitch().raw(glide)[0], contour, voiced)
+    assert corr > 0.99 and rmse < 30
+    rmse, corr = f0_agreement(YinPitch().raw(buzz)[0], contour, voiced)
+    assert not corr > 0.5 and rmse > 300
 
 
 def test_factory() -> None:

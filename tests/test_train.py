@@ -301,6 +301,10 @@ def test_vocoder_adversarial_phase_with_every_discriminator(work):
     assert len(disc) == 2 and all(np.isfinite(disc))
     assert len(losses(folder / "metrics.csv", "train/loss_fm")) == 2
     assert list((folder / "val" / "step_2").glob("*.wav")) and list((folder / "val" / "step_2").glob("*.png"))
+    # validation says whether the output's pitch follows the f0 it was given (a vocoder can learn to
+    # ignore its harmonic source and keep a good mel L1)
+    for name in ("val/vocoder_mel_l1", "val/vocoder_f0_corr", "val/vocoder_f0_rmse_cents"):
+        assert len(losses(folder / "metrics.csv", name)) == 1, name
 
 
 def test_init_from_adds_new_speakers_to_a_base(tmp_path, teacher_ckpt, ppg):

@@ -42,8 +42,7 @@ from models.demo.targets import TARGET_VOICES, display_name
 from models.demo.utterance import Utterance, read_audio, read_meta
 from models.demo.voice_metrics import (MosScorer, SpeakerEmbedder, Transcriber, key_shift, median_f0, require,
                                        word_errors, words)
-from models.pitch import PitchExtractor, make_pitch_extractor, shift_f0
-from models.train.evaluate import f0_agreement
+from models.pitch import PitchExtractor, f0_agreement, make_pitch_extractor, shift_f0
 
 HELDOUT_SETS = ("kokoro-heldout", "flite")  # models/demo/data.py: voices / an engine never trained on
 REFERENCE_CLIPS = 8       # target clips averaged for the reference embedding, median F0 and MOS

@@ -70,23 +70,11 @@ class SpeakerSimilarity:
         return float(self.embed(wav) @ self.centroids[speaker])
 
 
-def f0_agreement(f0_out: np.ndarray, f0_in: np.ndarray, voiced_in: np.ndarray) -> tuple[float, float]:
-    """(RMSE in cents, Pearson correlation) over frames voiced in the input and in the output."""
-    n = min(len(f0_out), len(f0_in))
-    mask = (voiced_in[:n] > 0) & (f0_out[:n] > 0) & (f0_in[:n] > 0)
-    if mask.sum() < 3:
-        return float("nan"), float("nan")
-    a, b = f0_out[:n][mask], f0_in[:n][mask]
-    cents = 1200 * np.log2(a / b)
-    corr = float(np.corrcoef(a, b)[0, 1]) if np.std(a) > 0 and np.std(b) > 0 else float("nan")
-    return float(np.sqrt(np.mean(cents ** 2))), corr
-
-
 def evaluate(work_dir: Path, cfg: dict[str, Any], ckpt: str, teacher: str | None, vocoder: str | None,
              steps: int, out: Path | None, device: str | None, quiet: bool = False) -> Path:
     from tqdm import tqdm
 
-    from models.pitch import make_pitch_extractor
+    from models.pitch import f0_agreement, make_pitch_extractor
     from models.vocoder import VocoderConfigError, load_vocoder
 
     if steps < 1:

@@ -141,18 +141,30 @@ class VocoderStage(Stage):
 
     @torch.no_grad()
     def validate(self, step: int, logger: TrainLogger) -> dict[str, float]:
+        """Resynthesise the validation items from their own mel and f0: mel L1 of the result, and how
+        well its pitch (YIN) follows the f0 it was given — a vocoder that learned to ignore its
+        harmonic source keeps a good mel L1 but buzzes at the frame rate whatever the f0."""
         from models.audio import mel_spectrogram
+        from models.pitch import f0_agreement, make_pitch_extractor
 
         self.generator.eval()
-        errors = []
+        yin = make_pitch_extractor("yin")
+        errors, corrs, cents = [], [], []
         for name in read_list(self.work_dir, "val")[: int(self.cfg["train"]["val_items"])]:
-            item = load_item(self.work_dir, name, ("mel", "f0"))
+            item = load_item(self.work_dir, name, ("mel", "f0", "uv"))
             mel = torch.from_numpy(item["mel"])[None].to(self.dist.device)
             f0 = torch.from_numpy(item["f0"].astype(np.float32))[None].to(self.dist.device)
             wav = self.generator(mel, f0)
             resynth = mel_spectrogram(wav)
             errors.append(float((resynth - mel).abs().mean()))
+            f0_out, _ = yin.raw(wav[0].float().cpu().numpy())
+            rmse, corr = f0_agreement(f0_out, item["f0"], item["uv"])
+            corrs.append(corr)
+            cents.append(rmse)
             logger.audio(step, f"audio/{name}", wav[0].cpu().numpy())
             logger.mel_image(step, f"mel/{name}", {"ground truth": item["mel"], "vocoder": resynth[0].cpu().numpy()})
         self.generator.train()
-        return {"val/vocoder_mel_l1": float(np.mean(errors))} if errors else {}
+        if not errors:
+            return {}
+        return {"val/vocoder_mel_l1": float(np.mean(errors)), "val/vocoder_f0_corr": float(np.nanmean(corrs)),
+                "val/vocoder_f0_rmse_cents": float(np.nanmean(cents))}
