@@ -292,6 +292,14 @@ def test_vocoder_loss_falls(work, vocoder_ckpts):
     assert len(losses(vocoder_ckpts[1].parent / "metrics.csv", "train/loss_mel")) == 120
 
 
+def test_teacher_validation_renders_audio_with_a_trained_vocoder(work, vocoder_ckpts):
+    """The build trains the vocoder before the teacher, so the teacher's validation has one to render
+    its samples with (it once failed there: the vocoder's output still required grad)."""
+    assert run_cli("teacher", work, "--max-steps", 1, "--device", "cpu", "-q", *TINY, "--set", "env.expdir=withvoc",
+                   "--set", "train.interval_val=1", "--set", f"vocoder.ckpt={vocoder_ckpts[1]}") == 0
+    assert list((work / "withvoc" / "teacher" / "val" / "step_1").glob("*.wav"))
+
+
 def test_vocoder_adversarial_phase_with_every_discriminator(work):
     assert run_cli("vocoder", work, "--max-steps", 2, "--device", "cpu", "-q", *TINY, "--set", "env.expdir=gan",
                    "--set", "vocoder_train.adv_start_step=0", "--set", "vocoder_train.discriminators=[mpd,mrd,msd]",

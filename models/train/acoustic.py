@@ -172,6 +172,7 @@ class AcousticStage(Stage):
             denoise, noise, steps, generator=torch.Generator().manual_seed(1))
         return denormalize_mel(x)
 
+    @torch.no_grad()
     def log_item(self, logger: TrainLogger, step: int, name: str, feats: dict[str, torch.Tensor],
                  mels: dict[str, torch.Tensor]) -> None:
         logger.mel_image(step, f"mel/{name}", {k: v[0].cpu().numpy() for k, v in mels.items()})
