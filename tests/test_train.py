@@ -228,6 +228,26 @@ def test_teacher_loss_falls(teacher_ckpt):
     assert np.mean(curve[-50:]) < 0.85 * np.mean(curve[:50])
 
 
+def test_prior_phase_learns_the_one_step_mel_faster_than_edm_then_hands_over(work):
+    """train.prior_steps: the first steps regress D(sigma_max eps) on the mel, then the EDM objective
+    takes over; at the end of that phase the one-step sample is nearer the ground truth than after as
+    many EDM steps (tiny model, so a high learning rate)."""
+    common = ["--max-steps", 60, "--device", "cpu", "-q", *TINY, "--set", "train.interval_val=15",
+              "--set", "train.lr=1e-2"]
+    assert run_cli("teacher", work, *common, "--set", "env.expdir=prior", "--set", "train.prior_steps=45") == 0
+    assert run_cli("teacher", work, *common, "--set", "env.expdir=edm") == 0
+    assert losses(work / "prior" / "teacher" / "metrics.csv", "train/prior") == [1.0] * 45 + [0.0] * 15
+    assert losses(work / "edm" / "teacher" / "metrics.csv", "train/prior") == [0.0] * 60
+    prior, edm = (losses(work / d / "teacher" / "metrics.csv", "val/one_step_mel_l1") for d in ("prior", "edm"))
+    assert len(prior) == len(edm) == 4                  # validation at steps 15, 30, 45, 60
+    assert prior[2] < 0.8 * edm[2]                      # step 45: the end of the prior phase
+
+
+def test_prior_steps_must_not_be_negative(work, capsys):
+    assert run_cli("teacher", work, "--set", "train.prior_steps=-1", "-q") == 2
+    assert "train.prior_steps must be 0 or more" in capsys.readouterr().err
+
+
 def test_interrupted_run_resumes_with_same_steps_and_loss_curve(work):
     import shutil
 

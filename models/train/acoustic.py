@@ -205,7 +205,8 @@ class TeacherStage(AcousticStage):
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         self.objective.train()
-        return self.optimise(batch)
+        self.objective.prior = step < int(self.cfg["train"]["prior_steps"])  # step: those done before
+        return {**self.optimise(batch), "prior": float(self.objective.prior)}
 
     def load_weights(self, path: Path) -> None:
         loaded = load_checkpoint(path, "resume")
@@ -214,12 +215,17 @@ class TeacherStage(AcousticStage):
     def validate(self, step: int, logger: TrainLogger) -> dict[str, float]:
         self.model.eval()
         steps = int(self.cfg["train"]["val_teacher_steps"])
-        errors = []
+        errors, one_step_errors = [], []
         for name, feats in self.val_features():
             mel = self.sample(feats, steps, teacher=True)
+            one_step = self.sample(feats, 1, teacher=False)  # D(sigma_max eps): what the prior phase trains
             errors.append(float((mel - feats["mel"]).abs().mean()))
-            self.log_item(logger, step, name, feats, {"ground truth": feats["mel"], f"teacher {steps} steps": mel})
-        return {"val/teacher_mel_l1": float(np.mean(errors))} if errors else {}
+            one_step_errors.append(float((one_step - feats["mel"]).abs().mean()))
+            self.log_item(logger, step, name, feats, {"ground truth": feats["mel"], f"teacher {steps} steps": mel,
+                                                      "one step": one_step})
+        if not errors:
+            return {}
+        return {"val/teacher_mel_l1": float(np.mean(errors)), "val/one_step_mel_l1": float(np.mean(one_step_errors))}
 
 
 class DistillStage(AcousticStage):

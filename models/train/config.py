@@ -58,6 +58,8 @@ _BASE: dict[str, Any] = {
         "batch_size": 48, "lr": 1e-4, "comolr": 5e-5, "weight_decay": 0.0, "decay_step": 100000, "gamma": 0.5,
         "interval_log": 10, "interval_val": 2000, "interval_force_save": 2000, "num_workers": 2, "seed": 1234,
         "amp": True, "aug_prob": 0.5, "val_items": 4, "val_teacher_steps": 50, "save_opt": False,
+        # ours: teacher steps spent first on L1 regression at sigma_max (models/train/teacher.py); 0 = official
+        "prior_steps": 0,
     },
     "distill": {"ema": 0.95, "loss_scale": 1000.0},
     "vocoder_train": {
@@ -80,7 +82,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "train.weight_decay": (int, float), "train.decay_step": (int,), "train.gamma": (int, float),
     "train.interval_log": (int,), "train.interval_val": (int,), "train.interval_force_save": (int,),
     "train.num_workers": (int,), "train.seed": (int,), "train.amp": (bool,), "train.aug_prob": (int, float),
-    "train.val_items": (int,), "train.val_teacher_steps": (int,),
+    "train.val_items": (int,), "train.val_teacher_steps": (int,), "train.prior_steps": (int,),
     "distill.ema": (int, float), "distill.loss_scale": (int, float),
     "vocoder_train.batch_size": (int,), "vocoder_train.segment_frames": (int,), "vocoder_train.lr": (int, float),
     "vocoder_train.adv_start_step": (int,), "vocoder_train.lambda_mel": (int, float),
@@ -91,6 +93,8 @@ _POSITIVE = ("model.n_layers", "model.n_chans", "model.n_hidden", "model.n_spk",
              "train.interval_log", "train.interval_val", "train.interval_force_save", "vocoder_train.batch_size",
              "vocoder_train.segment_frames", "data.duration", "data.slice_seconds", "train.decay_step",
              "train.val_teacher_steps", "vocoder_model.upsample_initial_channel", "vocoder_train.disc_base")
+# keys added after configs were first written: absent in an older config.yaml means this value
+_LATER_KEYS: dict[str, Any] = {"train.prior_steps": 0}
 RIGHT_CONTEXT_KEYS = ("model.right_context", "vocoder_model.right_context", "content.right_context")
 DISCRIMINATORS = ("mpd", "mrd", "msd")
 
@@ -151,10 +155,14 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def validate(cfg: dict[str, Any], source: str = CONFIG_NAME) -> dict[str, Any]:
-    """Raise TrainError naming the first bad setting; return cfg."""
+    """Raise TrainError naming the first bad setting; return cfg (keys an older config lacks: filled in)."""
     missing = [s for s in _BASE if s not in cfg]
     if missing:
         raise TrainError(f"{source} lacks the section(s) {', '.join(missing)}; re-run `prepare` or restore the file")
+    for key, value in _LATER_KEYS.items():
+        section, name = key.split(".")
+        if isinstance(cfg[section], dict):
+            cfg[section].setdefault(name, value)
     for key, types in _TYPES.items():
         value = get(cfg, key)
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
@@ -170,6 +178,8 @@ def validate(cfg: dict[str, Any], source: str = CONFIG_NAME) -> dict[str, Any]:
                              f"integer number of frames, got {value!r}")
     if not 0.0 < float(get(cfg, "distill.ema")) < 1.0:
         raise TrainError(f"{source}: distill.ema must lie strictly between 0 and 1, got {get(cfg, 'distill.ema')}")
+    if get(cfg, "train.prior_steps") < 0:
+        raise TrainError(f"{source}: train.prior_steps must be 0 or more, got {get(cfg, 'train.prior_steps')}")
     if not 0.0 <= float(get(cfg, "train.aug_prob")) <= 1.0:
         raise TrainError(f"{source}: train.aug_prob must lie in [0, 1], got {get(cfg, 'train.aug_prob')}")
     discs = get(cfg, "vocoder_train.discriminators")
