@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +56,9 @@ from models.streaming import (
     pad_conv1d,
     split_right,
 )
+
+if TYPE_CHECKING:
+    from models.hn_vocoder import HarmonicNoiseVocoder
 
 LAYOUTS = ("m4singer", "openvpi")
 HARMONIC_NUM = 8                      # fixed in both official generators
@@ -447,6 +450,10 @@ class NSFHiFiGAN(nn.Module):
         lo, hi = lo - self.pre_pads[0], hi + self.pre_pads[1]  # conv_pre
         return -min(lo, f0_lo), max(hi, f0_hi)
 
+    def describe(self) -> dict[str, Any]:
+        """What the voice pack's manifest records about this network."""
+        return {"layout": self.layout}
+
     def check_audio(self, sample_rate: int = MODEL_AUDIO[0], hop: int = MODEL_AUDIO[1],
                     n_mels: int = MODEL_AUDIO[2]) -> None:
         """Raise VocoderConfigError unless the vocoder runs at (sample_rate, hop, n_mels); warn when
@@ -578,20 +585,34 @@ def detect_layout(checkpoint: Any, source: str = "<checkpoint>") -> tuple[str, M
     else:
         keys = [type(checkpoint).__name__]
     raise CheckpointError(
-        f"{source}: not an NSF-HiFiGAN checkpoint — expected {{'state_dict': {{'model_gen': …}}}} "
-        f"(M4Singer/DiffSinger) or {{'generator': …}} (openvpi/so-vits-svc); found {keys}")
+        f"{source}: not a vocoder checkpoint — expected {{'state_dict': {{'model_gen': …}}}} "
+        f"(M4Singer/DiffSinger NSF-HiFiGAN), {{'generator': …}} (openvpi/so-vits-svc NSF-HiFiGAN) or "
+        f"{{'hn_vocoder': …}} (this project's harmonic-plus-noise vocoder); found {keys}")
 
 
 def load_vocoder(path: str | os.PathLike, config_path: str | os.PathLike | None = None, *,
-                 check_audio: bool = True) -> NSFHiFiGAN:
-    """Load an NSF-HiFiGAN checkpoint of either layout (detected from its contents) in eval mode.
+                 check_audio: bool = True) -> NSFHiFiGAN | HarmonicNoiseVocoder:
+    """Load a vocoder checkpoint in eval mode: NSF-HiFiGAN of either layout, or a harmonic-plus-noise
+    vocoder (`models.hn_vocoder`), detected from its contents.
 
-    config_path defaults to `config.yaml` (m4singer) / `config.json` (openvpi) beside the checkpoint.
-    With check_audio (default) the vocoder must run at 24000 Hz, hop 128, 80 mel bins (the CoMoSVC
-    acoustic model's output), else VocoderConfigError.
+    config_path (NSF-HiFiGAN only; a harmonic-plus-noise checkpoint holds its config) defaults to
+    `config.yaml` (m4singer) / `config.json` (openvpi) beside the checkpoint. With check_audio
+    (default) the vocoder must run at 24000 Hz, hop 128, 80 mel bins (the CoMoSVC acoustic model's
+    output), else VocoderConfigError.
     """
+    from models.hn_vocoder import from_checkpoint, is_hn_checkpoint  # it builds on this module
+
     path = Path(path)
-    layout, state = detect_layout(safe_load(path), str(path))
+    checkpoint = safe_load(path)
+    if is_hn_checkpoint(checkpoint):
+        if config_path is not None:
+            raise VocoderConfigError(f"{path} is a harmonic-plus-noise vocoder, which carries its own config; "
+                                     f"do not pass a config file ({config_path})")
+        hn = from_checkpoint(checkpoint, str(path))
+        if check_audio:
+            hn.check_audio()
+        return hn
+    layout, state = detect_layout(checkpoint, str(path))
     cfg_path = Path(config_path) if config_path is not None else path.with_name(_CONFIG_FILE[layout])
     config = VocoderConfig.from_dict(layout, _read_config(cfg_path), source=str(cfg_path))
     if check_audio:
@@ -602,7 +623,7 @@ def load_vocoder(path: str | os.PathLike, config_path: str | os.PathLike | None 
 
 
 class StreamingVocoder(nn.Module):
-    """ONNX view of `NSFHiFiGAN.forward_stream` with the voice-pack names (docs/architecture.md):
+    """ONNX view of `NSFHiFiGAN.forward_stream` (or `HarmonicNoiseVocoder`'s, same interface) with the voice-pack names (docs/architecture.md):
     inputs mel [1, T, 80], f0 [1, T], phase [1, H+1], noise [1, T·hop, H+1];
     outputs audio [1, T·hop], phase_out [1, H+1]."""
 
@@ -611,7 +632,7 @@ class StreamingVocoder(nn.Module):
     dynamic_axes = {"mel": {1: "frames"}, "f0": {1: "frames"}, "noise": {1: "samples"},
                     "audio": {1: "samples"}}
 
-    def __init__(self, vocoder: NSFHiFiGAN) -> None:
+    def __init__(self, vocoder: NSFHiFiGAN | HarmonicNoiseVocoder) -> None:
         super().__init__()
         self.vocoder = vocoder
 
