@@ -110,8 +110,8 @@ class HNConfig:
         bad += [f"right_context={self.right_context}"] if self.right_context < 0 else []
         bad += [f"nyquist_margin={self.nyquist_margin}"] if not 0 <= self.nyquist_margin < self.sample_rate / 2 else []
         if bad:
-            raise VocoderConfigError(f"{self.source}: invalid harmonic-plus-noise vocoder setting(s) "
-                                     f"{', '.join(bad)} (sizes ≥ 1, right_context ≥ 0, 0 ≤ nyquist_margin < sr/2)")
+            raise VocoderConfigError(f"{self.source}: invalid harmonic-plus-noise vocoder setting(s) {', '.join(bad)} "
+                                     "(sizes ≥ 1, right_context ≥ 0, 0 ≤ nyquist_margin < sr/2)")
 
     def layer_pads(self) -> list[tuple[int, int]]:
         """(left, right) padding of the input convolution and of each dilated one: causal, with the

@@ -622,8 +622,18 @@ def load_vocoder(path: str | os.PathLike, config_path: str | os.PathLike | None 
     return model.eval()
 
 
+def seeded_source_noise(vocoder: NSFHiFiGAN | HarmonicNoiseVocoder, frames: int, seed: int = 0,
+                        device: torch.device | str = "cpu") -> torch.Tensor:
+    """Standard normal source noise [1, frames·hop, H+1] for `vocoder`, as the engine feeds it (the
+    default of `forward` is zeros, which silences the harmonic-plus-noise vocoder's noise part), from
+    a CPU generator seeded `seed`, so every device gets the same."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(1, frames * vocoder.hop_size, vocoder.n_harmonics, generator=generator).to(device)
+
+
 class StreamingVocoder(nn.Module):
-    """ONNX view of `NSFHiFiGAN.forward_stream` (or `HarmonicNoiseVocoder`'s, same interface) with the voice-pack names (docs/architecture.md):
+    """ONNX view of `NSFHiFiGAN.forward_stream` (or `HarmonicNoiseVocoder`'s, same interface) with the
+    voice-pack names (docs/architecture.md):
     inputs mel [1, T, 80], f0 [1, T], phase [1, H+1], noise [1, T·hop, H+1];
     outputs audio [1, T·hop], phase_out [1, H+1]."""
 
@@ -737,4 +747,5 @@ class StatefulVocoder(nn.Module):
 
 
 __all__ = ["LAYOUTS", "MODEL_AUDIO", "NSFHiFiGAN", "StatefulVocoder", "StreamingVocoder", "VocoderConfig",
-           "VocoderConfigError", "check_config_audio", "detect_layout", "fold_weight_norm", "load_vocoder", "to_checkpoint_state"]
+           "VocoderConfigError", "check_config_audio", "detect_layout", "fold_weight_norm", "load_vocoder",
+           "seeded_source_noise", "to_checkpoint_state"]

@@ -27,7 +27,8 @@ from models.train.logger import TrainLogger
 from models.train.loop import Dist, Stage
 from models.train.vocoder_losses import (discriminator_loss, feature_matching_loss, generator_adversarial_loss,
                                          mel_l1, multi_resolution_stft)
-from models.vocoder import NSFHiFiGAN, VocoderConfig, VocoderConfigError, load_vocoder, to_checkpoint_state
+from models.vocoder import (NSFHiFiGAN, VocoderConfig, VocoderConfigError, load_vocoder, seeded_source_noise,
+                            to_checkpoint_state)
 
 
 def config_from_training(cfg: dict[str, Any]) -> VocoderConfig | HNConfig:
@@ -180,9 +181,7 @@ class VocoderStage(Stage):
             item = load_item(self.work_dir, name, ("mel", "f0", "uv"))
             mel = torch.from_numpy(item["mel"])[None].to(self.dist.device)
             f0 = torch.from_numpy(item["f0"].astype(np.float32))[None].to(self.dist.device)
-            noise = torch.randn(1, mel.shape[1] * self.generator.hop_size, self.generator.n_harmonics,
-                                generator=torch.Generator().manual_seed(index)).to(self.dist.device)
-            wav = self.generator(mel, f0, None, noise)
+            wav = self.generator(mel, f0, None, seeded_source_noise(self.generator, mel.shape[1], index, mel.device))
             resynth = mel_spectrogram(wav)
             errors.append(float((resynth - mel).abs().mean()))
             audio = wav[0].float().cpu().numpy()
