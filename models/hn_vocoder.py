@@ -12,8 +12,8 @@ cycles accumulated sample by sample from f0 (constant within a frame, as NSF-HiF
 `models.nsf_source.sample_phases`), so the output's pitch is the f0 it is given by construction —
 a spectral-loss-only training cannot train the pitch out, unlike NSF-HiFiGAN's learned source
 branch. The noise is the caller's white noise (`noise[..., 0]`) through a fixed bank of linearly
-spaced band-pass FIR filters (a causal convolution, each band scaled to unit power), each band
-times its gain. Amplitudes and gains move linearly from the previous frame's values to the current
+spaced band-pass FIR filters (a causal convolution; the bands sum to about a unit impulse), each
+band times its gain. Amplitudes and gains move linearly from the previous frame's values to the current
 frame's over the frame's samples (the last sample of frame t has exactly frame t's values), so the
 synthesis looks at no later frame; the lookahead is the network's `right_context` frames only.
 
@@ -126,7 +126,8 @@ class HNConfig:
 
 def band_filters(config: HNConfig) -> torch.Tensor:
     """The fixed noise filter bank [bands, 1, taps]: Hann-windowed sinc band-passes over
-    [b·W, (b+1)·W) Hz, W = sr / 2 / bands, each scaled to unit output power for unit white noise."""
+    [b·W, (b+1)·W) Hz, W = sr / 2 / bands. Together they pass white noise nearly unchanged (each band
+    carries ≈ 1/bands of its power), so equal gains g give white noise of RMS ≈ g."""
     taps, bands, sr = config.noise_taps, config.noise_bands, config.sample_rate
     n = torch.arange(taps, dtype=torch.float64) - (taps - 1) / 2
     window = torch.hann_window(taps, periodic=False, dtype=torch.float64)
@@ -136,18 +137,18 @@ def band_filters(config: HNConfig) -> torch.Tensor:
         return cut[:, None] * torch.sinc(cut[:, None] * n)
 
     bank = (lowpass(edges[1:]) - lowpass(edges[:-1])) * window
-    bank = bank / bank.norm(dim=1, keepdim=True)
     return bank[:, None, :].float()
 
 
 class FixedFilterBank(nn.Conv1d):
-    """A 1 → `bands` channel convolution whose weights are a fixed buffer, not parameters (not trained,
-    not in the state dict: rebuilt from the config); a `nn.Conv1d`, so `CachedConv1d` streams it."""
+    """A 1 → `bands` channel convolution whose weights are a buffer, not parameters: never trained, but
+    saved with the checkpoint, so a vocoder always synthesises with the filters it was trained with;
+    a `nn.Conv1d`, so `CachedConv1d` streams it."""
 
     def __init__(self, filters: torch.Tensor) -> None:
         super().__init__(1, filters.shape[0], filters.shape[2], bias=False)
         del self.weight
-        self.register_buffer("weight", filters, persistent=False)
+        self.register_buffer("weight", filters)
 
 
 class HarmonicNoiseVocoder(nn.Module):
