@@ -22,8 +22,7 @@ from torch import nn
 
 from models.comosvc import CoMoSVC, OneStepDecoder
 from models.content import ContentEncoder
-from models.hn_vocoder import HarmonicNoiseVocoder
-from models.vocoder import NSFHiFiGAN, StreamingVocoder
+from models.vocoder import StreamingVocoder, Vocoder
 
 N_MELS = 80
 
@@ -120,7 +119,7 @@ def decoder_graph(model: CoMoSVC) -> GraphSpec:
     )
 
 
-def vocoder_graph(vocoder: NSFHiFiGAN | HarmonicNoiseVocoder) -> GraphSpec:
+def vocoder_graph(vocoder: Vocoder) -> GraphSpec:
     """mel [1,T,80], f0 [1,T], phase [1,H+1], noise [1,T·hop,H+1] -> audio [1,T·hop], phase_out."""
     wrapper = StreamingVocoder(vocoder).eval()
     hop, harmonics = vocoder.hop_size, vocoder.n_harmonics

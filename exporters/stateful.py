@@ -39,7 +39,7 @@ from models.comosvc import CoMoSVC, StatefulDecoder
 from models.content import ContentEncoder
 from models.streaming import StateSpec
 from models.hn_vocoder import HarmonicNoiseVocoder, StatefulHarmonicNoiseVocoder
-from models.vocoder import NSFHiFiGAN, StatefulVocoder
+from models.vocoder import StatefulVocoder, Vocoder
 
 POSITION = "position"
 ONE_SECOND_FRAMES = 188  # 24000 / 128, rounded up
@@ -138,7 +138,7 @@ class StatefulSpec:
             delay_samples=samples, delay_frames=samples / hop, parity=parity.as_json())
 
 
-def stateful_graphs(model: CoMoSVC, vocoder: NSFHiFiGAN | HarmonicNoiseVocoder, decoder: GraphSpec, voc: GraphSpec,
+def stateful_graphs(model: CoMoSVC, vocoder: Vocoder, decoder: GraphSpec, voc: GraphSpec,
                     encoder: ContentEncoder | None = None, content: GraphSpec | None = None) -> list[StatefulSpec]:
     """The stateful decoder and vocoder (and PPG content encoder, when `encoder` is one) of a pack,
     streaming its whole-sequence specs."""

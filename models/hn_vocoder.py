@@ -47,7 +47,7 @@ from models.checkpoints import CheckpointError, safe_load
 from models.nsf_source import sample_phases
 from models.streaming import (CachedConv1d, DelayLine, StateSpec, Stream, StreamContext, collect_states,
                               pad_conv1d, split_right, valid_mask)
-from models.vocoder import HARMONIC_NUM, LRELU_SLOPE, MODEL_AUDIO, VocoderConfigError
+from models.vocoder import HARMONIC_NUM, LRELU_SLOPE, MODEL_AUDIO, Vocoder, VocoderConfigError
 
 LAYOUT = "hn"
 CHECKPOINT_KEY = "hn_vocoder"
@@ -151,7 +151,7 @@ class FixedFilterBank(nn.Conv1d):
         self.register_buffer("weight", filters)
 
 
-class HarmonicNoiseVocoder(nn.Module):
+class HarmonicNoiseVocoder(Vocoder):
     """Harmonic-plus-noise vocoder with the call interface of `NSFHiFiGAN`.
 
     forward(mel [B, T, 80] log10, f0 [B, T] Hz, phase [B, H+1] | None, noise [B, T·hop, H+1] | None)
@@ -218,20 +218,11 @@ class HarmonicNoiseVocoder(nn.Module):
         return wav.reshape(b, t * self.hop_size), end
 
     # ------------------------------------------------------------------ inference
-    def forward(self, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor | None = None,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
-        """mel [B, T, 80] log10, f0 [B, T] Hz, phase [B, H+1] cycles, noise [B, T·hop, H+1] -> wav [B, T·hop]."""
-        if phase is None:
-            phase = mel.new_zeros(mel.shape[0], self.n_harmonics)
-        if noise is None:
-            noise = mel.new_zeros(mel.shape[0], mel.shape[1] * self.hop_size, self.n_harmonics)
-        return self.forward_stream(mel, f0, phase, noise)[0]
-
     def forward_stream(self, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor,
                        noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Same as `forward`, all inputs explicit, also returning phase_out [B, H+1] (channel 0: the
         fundamental's phase after the last sample, in [0, 1); channels 1…8: `phase`'s)."""
-        self._check_inputs(mel, f0, phase, noise)
+        self.check_inputs(mel, f0, phase, noise)
         x = F.leaky_relu(pad_conv1d(self.inp, self.conditioning(mel, f0), self.pads[0]), LRELU_SLOPE)
         for conv, pads in zip(self.blocks, self.pads[1:]):
             x = x + F.leaky_relu(pad_conv1d(conv, x, pads), LRELU_SLOPE)
@@ -240,22 +231,6 @@ class HarmonicNoiseVocoder(nn.Module):
         bands = pad_conv1d(self.noise_filter, noise[..., :1].transpose(1, 2), self.noise_pads)
         wav, end = self.render(controls, previous, f0, phase[:, :1], bands)
         return wav, torch.cat([end, phase[:, 1:]], dim=1)
-
-    def _check_inputs(self, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor,
-                      noise: torch.Tensor) -> None:
-        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-            return  # shapes are symbolic while exporting
-        if mel.dim() != 3 or mel.shape[2] != self.num_mels:
-            raise ValueError(f"vocoder: mel must be [B, T, {self.num_mels}], got {tuple(mel.shape)}")
-        b, t = mel.shape[:2]
-        if t < 1:
-            raise ValueError("vocoder: mel has no frames")
-        expected = {"f0": (f0, (b, t)), "phase": (phase, (b, self.n_harmonics)),
-                    "noise": (noise, (b, t * self.hop_size, self.n_harmonics))}
-        for name, (tensor, shape) in expected.items():
-            if tuple(tensor.shape) != shape:
-                raise ValueError(f"vocoder: {name} must have shape {list(shape)} for mel {tuple(mel.shape)}, "
-                                 f"got {list(tensor.shape)}")
 
     # ------------------------------------------------------------------ geometry
     @property

@@ -15,6 +15,7 @@ from models.hn_vocoder import HarmonicNoiseVocoder, StatefulHarmonicNoiseVocoder
 from models.nsf_source import advance_phase
 from models.vocoder import VocoderConfigError, load_vocoder
 from tests.fixtures.vocoder import hn_config, write_hn_vocoder
+from tests.test_stateful import stream_vocoder
 
 HOP, SR = 128, 24000
 CHUNKS = [1, 3, 7, 2, 11, 16, 1, 1, 5, 20]
@@ -109,14 +110,7 @@ def test_stateful_vocoder_streams_the_whole_vocoder(right_context: int) -> None:
     mel, f0, noise = _inputs(t)
     with torch.no_grad():
         whole = vocoder(mel, f0, None, noise)
-        states = [torch.zeros(1, *s.shape) for s in stateful.state_specs]
-        position, pieces, start = torch.zeros(1, dtype=torch.int64), [], 0
-        for n in CHUNKS:
-            out = stateful(mel[:, start:start + n], f0[:, start:start + n], noise[:, start * HOP:(start + n) * HOP],
-                           position, *states)
-            pieces.append(out[0])
-            position, states, start = out[1], list(out[2:]), start + n
-    streamed, d = torch.cat(pieces, 1), stateful.delay
+    streamed, d = stream_vocoder(stateful, mel, f0, noise, CHUNKS), stateful.delay
     assert _rel(whole[:, : t * HOP - d], streamed[:, d:]) <= 1e-5
 
 

@@ -91,15 +91,23 @@ def test_stateful_vocoder_streams_the_whole_vocoder(layout, right_context, one_t
     assert stateful.delay <= right_frames * hop + hop  # the delay is the right receptive field
     with torch.no_grad():
         whole = vocoder(mel, f0, torch.zeros(1, harmonics), noise)
+    streamed, d = stream_vocoder(stateful, mel, f0, noise, CHUNKS), stateful.delay
+    assert _rel(whole[:, : t * hop - d], streamed[:, d:]) <= 1e-4
+
+
+def stream_vocoder(stateful: torch.nn.Module, mel: torch.Tensor, f0: torch.Tensor, noise: torch.Tensor,
+                   chunks: list[int]) -> torch.Tensor:
+    """A stateful vocoder module over mel/f0/noise in chunks of `chunks` frames -> the joined audio."""
+    hop = noise.shape[1] // mel.shape[1]
+    with torch.no_grad():
         states = [torch.zeros(1, *s.shape) for s in stateful.state_specs]
         position, pieces, start = torch.zeros(1, dtype=torch.int64), [], 0
-        for n in CHUNKS:
+        for n in chunks:
             out = stateful(mel[:, start:start + n], f0[:, start:start + n], noise[:, start * hop:(start + n) * hop],
                            position, *states)
             pieces.append(out[0])
             position, states, start = out[1], list(out[2:]), start + n
-    streamed, d = torch.cat(pieces, 1), stateful.delay
-    assert _rel(whole[:, : t * hop - d], streamed[:, d:]) <= 1e-4
+    return torch.cat(pieces, 1)
 
 
 def test_official_checkpoints_keep_their_symmetric_networks() -> None:

@@ -27,8 +27,8 @@ from models.train.logger import TrainLogger
 from models.train.loop import Dist, Stage
 from models.train.vocoder_losses import (discriminator_loss, feature_matching_loss, generator_adversarial_loss,
                                          mel_l1, multi_resolution_stft)
-from models.vocoder import (NSFHiFiGAN, VocoderConfig, VocoderConfigError, load_vocoder, seeded_source_noise,
-                            to_checkpoint_state)
+from models.vocoder import (NSFHiFiGAN, Vocoder, VocoderConfig, VocoderConfigError, load_vocoder,
+                            seeded_source_noise, to_checkpoint_state)
 
 
 def config_from_training(cfg: dict[str, Any]) -> VocoderConfig | HNConfig:
@@ -55,12 +55,12 @@ def config_from_training(cfg: dict[str, Any]) -> VocoderConfig | HNConfig:
         raise TrainError(str(exc)) from None
 
 
-def build_vocoder(config: VocoderConfig | HNConfig) -> NSFHiFiGAN | HarmonicNoiseVocoder:
+def build_vocoder(config: VocoderConfig | HNConfig) -> Vocoder:
     """A freshly initialised vocoder of `config`'s kind."""
     return HarmonicNoiseVocoder(config) if isinstance(config, HNConfig) else NSFHiFiGAN(config)
 
 
-def _load(path: str | Path, option: str) -> NSFHiFiGAN | HarmonicNoiseVocoder:
+def _load(path: str | Path, option: str) -> Vocoder:
     try:
         return load_vocoder(path)
     except (CheckpointError, VocoderConfigError, OSError) as exc:
