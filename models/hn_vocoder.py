@@ -1,7 +1,7 @@
 """Harmonic-plus-noise vocoder (DDSP style): log10 mel [B, T, 80] + f0 [B, T] Hz -> 24 kHz wave [B, T·hop].
 
-A small causal convolution network reads each frame's log-mel, log f0 and voicing and predicts, per
-frame, the *controls* of a fixed synthesiser:
+A small causal convolution network reads each frame's log-mel and log f0 and predicts, per frame, the
+*controls* of a fixed synthesiser:
 
 - an overall harmonic amplitude and a softmax distribution over `sines` harmonics (harmonics at or
   above Nyquist − `nyquist_margin` Hz and all harmonics of unvoiced frames, f0 = 0, are silenced);
@@ -169,9 +169,13 @@ class HarmonicNoiseVocoder(Vocoder):
         self.n_harmonics = HARMONIC_NUM + 1
         c, k = config.channels, config.kernel_size
         self.pads = config.layer_pads()
-        self.inp = nn.Conv1d(config.num_mels + 2, c, k)
+        self.inp = nn.Conv1d(config.num_mels + 1, c, k)
         self.blocks = nn.ModuleList(nn.Conv1d(c, c, k, dilation=d) for d in config.dilations)
         self.head = nn.Conv1d(c, 1 + config.sines + config.noise_bands, 1)
+        # a fresh vocoder renders a quiet band-limited pulse train at f0 (equal harmonics) and faint
+        # white noise, whatever its input: training starts from the right pitch
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
         self.noise_filter = FixedFilterBank(band_filters(config))
         self.noise_pads = (config.noise_taps - 1, 0)
         harmonics = torch.arange(1, config.sines + 1, dtype=torch.float32)
@@ -184,10 +188,10 @@ class HarmonicNoiseVocoder(Vocoder):
 
     # ------------------------------------------------------------------ the parts
     def conditioning(self, mel: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
-        """mel [B, T, M], f0 [B, T] -> network input [B, M + 2, T]: log-mel, centred log f0, voicing."""
+        """mel [B, T, M], f0 [B, T] -> network input [B, M + 1, T]: log-mel, centred log f0. (Training
+        data and the engine hold f0 through unvoiced stretches, so the mel alone tells voicing.)"""
         log_f0 = torch.log(f0.clamp_min(F0_FLOOR)) - LOG_F0_CENTER
-        voiced = (f0 > 0).to(mel.dtype)
-        return torch.cat([mel.transpose(1, 2), log_f0[:, None], voiced[:, None]], dim=1)
+        return torch.cat([mel.transpose(1, 2), log_f0[:, None]], dim=1)
 
     def controls(self, hidden: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
         """hidden [B, C, T] (the network's last layer), f0 [B, T] -> controls [B, K + NB, T]:

@@ -111,7 +111,7 @@ def test_stateful_vocoder_streams_the_whole_vocoder(right_context: int) -> None:
     with torch.no_grad():
         whole = vocoder(mel, f0, None, noise)
     streamed, d = stream_vocoder(stateful, mel, f0, noise, CHUNKS), stateful.delay
-    assert _rel(whole[:, : t * HOP - d], streamed[:, d:]) <= 1e-5
+    assert _rel(whole[:, : t * HOP - d], streamed[:, d:]) <= 1e-4
 
 
 # ------------------------------------------------------------------------------------ export, engine
