@@ -13,9 +13,11 @@ cycles accumulated sample by sample from f0 (constant within a frame, as NSF-HiF
 a spectral-loss-only training cannot train the pitch out, unlike NSF-HiFiGAN's learned source
 branch. The noise is the caller's white noise (`noise[..., 0]`) through a fixed bank of linearly
 spaced band-pass FIR filters (a causal convolution; the bands sum to about a unit impulse), each
-band times its gain. Amplitudes and gains move linearly from the previous frame's values to the current
-frame's over the frame's samples (the last sample of frame t has exactly frame t's values), so the
-synthesis looks at no later frame; the lookahead is the network's `right_context` frames only.
+band times its gain (the filters are a buffer: never trained, saved with the weights). Amplitudes and
+gains move linearly from the previous frame's values to the current frame's over the frame's samples
+(the last sample of frame t has exactly frame t's values), so the synthesis looks at no later frame;
+the lookahead is the network's `right_context` frames only. Not STFT-based: every part is a causal
+convolution or a per-sample formula, so it streams exactly.
 
 Interface of `models.vocoder.NSFHiFiGAN`, so the engine runs both kinds of graphs unchanged:
 `phase` and `noise` keep NSF-HiFiGAN's H+1 = 9 channels (`n_harmonics`); only channel 0 is used —
@@ -24,7 +26,7 @@ pass through unchanged; `noise[..., 0]` is the white noise, channels 1…8 are i
 `noise` of `forward` is zeros (no noise part), as NSF-HiFiGAN's: training and resynthesis pass
 standard normal noise.
 
-Checkpoints (`save` / `load_hn_vocoder`): one file `hn_vocoder_<step>.ckpt` =
+Checkpoints (`HarmonicNoiseVocoder.checkpoint`, `load_hn_vocoder`): one file `hn_vocoder_<step>.ckpt` =
 `{'hn_vocoder': {'config': {...}, 'state': {name: tensor}}, 'global_step': n}`, plain data and
 tensors only (`models.checkpoints.safe_load`); `models.vocoder.load_vocoder` recognises it.
 `StatefulHarmonicNoiseVocoder` runs it on chunks with cached state (exported as
