@@ -14,9 +14,9 @@ a spectral-loss-only training cannot train the pitch out, unlike NSF-HiFiGAN's l
 branch. The noise is the caller's white noise (`noise[..., 0]`) through a fixed bank of linearly
 spaced band-pass FIR filters (a causal convolution; the bands sum to about a unit impulse), each
 band times its gain (the filters are a buffer: never trained, saved with the weights). Amplitudes and
-gains move linearly from the previous frame's values to the current frame's over the frame's samples
-(the last sample of frame t has exactly frame t's values), so the synthesis looks at no later frame;
-the lookahead is the network's `right_context` frames only. Not STFT-based: every part is a causal
+gains move linearly from the previous frame's values to the current frame's over the first half of
+the frame's samples and hold from its centre (where its mel frame is centred) to its end, so the
+synthesis looks at no later frame; the lookahead is the network's `right_context` frames only. Not STFT-based: every part is a causal
 convolution or a per-sample formula, so it streams exactly.
 
 Interface of `models.vocoder.NSFHiFiGAN`, so the engine runs both kinds of graphs unchanged:
@@ -185,8 +185,11 @@ class HarmonicNoiseVocoder(Vocoder):
         self.register_buffer("cycles_per_hz", torch.tensor([1.0 / config.sample_rate]), persistent=False)
         self.register_buffer("ramp", torch.arange(1, config.hop_size + 1, dtype=torch.float32)[:, None],
                              persistent=False)                                                 # [hop, 1]
-        # weight of the current frame's controls at each sample of the frame (the rest: the previous frame's)
-        self.register_buffer("blend", self.ramp[:, 0] / config.hop_size, persistent=False)  # [hop]
+        # weight of the current frame's controls at each sample of the frame (the rest: the previous
+        # frame's): a ramp over the first half, then held, so frame t's values sound at its centre
+        # (sample hop·t + hop/2, where its mel frame is centred) without looking at frame t + 1
+        blend = (self.ramp[:, 0] / (config.hop_size // 2)).clamp(max=1.0)
+        self.register_buffer("blend", blend, persistent=False)                                 # [hop]
 
     # ------------------------------------------------------------------ the parts
     def conditioning(self, mel: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
