@@ -13,7 +13,8 @@ the section's official keys, trained with spectral losses then LSGAN from
 `vocoder_train.adv_start_step`) or "hn", the harmonic-plus-noise vocoder (`models.hn_vocoder`; sizes
 in `vocoder_model.hn`, trained with the spectral losses only — no discriminators, so
 `vocoder_train.adv_start_step`, `discriminators`, `disc_base` and `lambda_fm` are unused; it keeps
-its pitch by construction and trains in CPU minutes; causal, `right_context` null counts as 0).
+its pitch by construction and trains in CPU minutes — measured with `vocoder_train.lr` 1e-3; causal,
+`right_context` null counts as 0).
 Keys added after configs were first written (`ADDED_KEYS`) get their defaults in an older config,
 which was written for exactly that behaviour.
 """
