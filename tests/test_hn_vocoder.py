@@ -134,22 +134,47 @@ def test_exported_graphs_keep_parity_and_the_manifest_describes_them(hn_pack: Pa
     assert manifest["stateful"]["vocoder_stateful"]["delay_samples"] == 0
 
 
-@pytest.mark.parametrize("block", [97, 960])
-def test_engine_streams_the_pack_exactly(hn_pack: Path, block: int) -> None:
+@pytest.fixture(scope="module")
+def hn_whole(hn_pack: Path):
     from engine.converter import Converter, convert_whole
     from engine.settings import Settings
     from engine.voices import load_voice
-    from tests.test_streaming import _snr, _sung
+    from tests.test_streaming import _sung
 
     settings = Settings(gate_db=-120, block_ms=20)
     core = load_voice(str(hn_pack), settings, prefer=("cpu",))
-    assert type(core).__name__ == "StatefulCore" and core.exact and core.vocoder_delay == 0
     conv = Converter(lambda s: core, settings, 48000)
     x = _sung(1.2, 48000)
-    whole = convert_whole(conv, x)
+    return conv, x, convert_whole(conv, x)
+
+
+@pytest.mark.parametrize("block", [97, 960])
+def test_engine_streams_the_pack_exactly(hn_whole, block: int) -> None:
+    from engine.converter import convert_whole
+    from tests.test_streaming import _snr
+
+    conv, x, whole = hn_whole
+    assert type(conv.core).__name__ == "StatefulCore" and conv.core.exact and conv.core.vocoder_delay == 0
     assert np.sqrt(np.mean(whole ** 2)) > 1e-3
     conv.reset()
     assert _snr(whole, convert_whole(conv, x, block=block)) >= 60.0
+
+
+def test_windowed_core_runs_the_pack_as_the_stateful_core(hn_pack: Path, hn_whole) -> None:
+    """vocoder.onnx through the engine's windowed path (phase counted back per window, position-locked
+    noise) at its exact lookahead gives the stateful core's audio."""
+    from engine.converter import Converter, convert_whole
+    from engine.settings import Settings
+    from engine.voicepack import load_manifest
+    from engine.voices import open_neural_core
+    from tests.test_streaming import _snr
+
+    conv, x, whole = hn_whole
+    manifest = load_manifest(hn_pack)
+    probe = open_neural_core(manifest, Settings(), stateful=False)
+    settings = Settings(gate_db=-120, crossfade_ms=0, lookahead_ms=probe.exact_lookahead_frames * 128 / 24)
+    windowed = Converter(lambda s: open_neural_core(manifest, s, stateful=False), settings, 48000)
+    assert _snr(convert_whole(windowed, x), whole) >= 60.0
 
 
 # ---------------------------------------------------------------------------------------- training
