@@ -15,7 +15,7 @@ from models.hn_vocoder import HarmonicNoiseVocoder, StatefulHarmonicNoiseVocoder
 from models.nsf_source import advance_phase
 from models.vocoder import VocoderConfigError, load_vocoder
 from tests.fixtures.vocoder import hn_config, write_hn_vocoder
-from tests.test_stateful import stream_vocoder
+from tests.test_stateful import convert_sung, stream_vocoder
 
 HOP, SR = 128, 24000
 CHUNKS = [1, 3, 7, 2, 11, 16, 1, 1, 5, 20]
@@ -136,16 +136,7 @@ def test_exported_graphs_keep_parity_and_the_manifest_describes_them(hn_pack: Pa
 
 @pytest.fixture(scope="module")
 def hn_whole(hn_pack: Path):
-    from engine.converter import Converter, convert_whole
-    from engine.settings import Settings
-    from engine.voices import load_voice
-    from tests.test_streaming import _sung
-
-    settings = Settings(gate_db=-120, block_ms=20)
-    core = load_voice(str(hn_pack), settings, prefer=("cpu",))
-    conv = Converter(lambda s: core, settings, 48000)
-    x = _sung(1.2, 48000)
-    return conv, x, convert_whole(conv, x)
+    return convert_sung(hn_pack, 1.2)
 
 
 @pytest.mark.parametrize("block", [97, 960])

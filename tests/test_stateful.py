@@ -311,13 +311,19 @@ def test_fp16_stateful_decoder_is_checked_against_the_fp16_whole_graph(tmp_path:
 
 
 # ------------------------------------------------------------------------------- low-latency pack
+def convert_sung(pack: Path, seconds: float) -> tuple[Converter, np.ndarray, np.ndarray]:
+    """(converter at 20 ms blocks and 48 kHz with the pack's preferred core, a sung input of
+    `seconds`, its whole-file conversion)."""
+    settings = Settings(gate_db=-120, block_ms=20)
+    core = load_voice(str(pack), settings, prefer=("cpu",))
+    conv = Converter(lambda s: core, settings, 48000)
+    x = _sung(seconds, 48000)
+    return conv, x, convert_whole(conv, x)
+
+
 @pytest.fixture(scope="module")
 def low_latency_whole(low_latency_pack: Path):
-    settings = Settings(gate_db=-120, block_ms=20)
-    core = load_voice(str(low_latency_pack), settings, prefer=("cpu",))
-    conv = Converter(lambda s: core, settings, 48000)
-    x = _sung(1.6, 48000)
-    return conv, x, convert_whole(conv, x)
+    return convert_sung(low_latency_pack, 1.6)
 
 
 @pytest.mark.parametrize("block", [1, 97, 960, 1931])
