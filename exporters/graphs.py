@@ -2,7 +2,8 @@
 dynamic axes, example inputs. The fourth, pitch.onnx (FCPE), is exported by `exporters.fcpe`.
 
 decoder.onnx  conditioner + one-step consistency student (`models.comosvc.OneStepDecoder`)
-vocoder.onnx  streaming NSF-HiFiGAN with the harmonic phase as input/output (`StreamingVocoder`)
+vocoder.onnx  streaming NSF-HiFiGAN or harmonic-plus-noise vocoder with the harmonic phase as input/output
+              (`StreamingVocoder`)
 content.onnx  the content encoder (ContentVec or the PPG encoder)
 
 Each `GraphSpec` knows how to make random inputs of any length, which the exporter uses both to
@@ -21,7 +22,7 @@ from torch import nn
 
 from models.comosvc import CoMoSVC, OneStepDecoder
 from models.content import ContentEncoder
-from models.vocoder import NSFHiFiGAN, StreamingVocoder
+from models.vocoder import StreamingVocoder, Vocoder
 
 N_MELS = 80
 
@@ -118,7 +119,7 @@ def decoder_graph(model: CoMoSVC) -> GraphSpec:
     )
 
 
-def vocoder_graph(vocoder: NSFHiFiGAN) -> GraphSpec:
+def vocoder_graph(vocoder: Vocoder) -> GraphSpec:
     """mel [1,T,80], f0 [1,T], phase [1,H+1], noise [1,T·hop,H+1] -> audio [1,T·hop], phase_out."""
     wrapper = StreamingVocoder(vocoder).eval()
     hop, harmonics = vocoder.hop_size, vocoder.n_harmonics
@@ -136,7 +137,7 @@ def vocoder_graph(vocoder: NSFHiFiGAN) -> GraphSpec:
         output_names=tuple(wrapper.output_names), dynamic_axes=dict(wrapper.dynamic_axes),
         make_inputs=make, receptive_field=tuple(vocoder.receptive_field), frame_unit="mel_frames",
         trace_length=16, test_lengths=(5, 40, 400),
-        extra={"hop": hop, "harmonics": harmonics, "layout": vocoder.config.layout},
+        extra={"hop": hop, "harmonics": harmonics, **vocoder.describe()},
     )
 
 

@@ -399,7 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m exporters.onnx_export", description=__doc__.split("\n")[0])
     parser.add_argument("ckpt", type=Path, help="official student checkpoint (logs/como/model_<step>.pt)")
     parser.add_argument("--config", type=Path, help="config.yaml (default: next to the checkpoint)")
-    parser.add_argument("--vocoder", help="M4Singer .ckpt (config.yaml beside it) or openvpi model (config.json)")
+    parser.add_argument("--vocoder", help="M4Singer .ckpt (config.yaml beside it), openvpi model (config.json) or "
+                                          "harmonic-plus-noise hn_vocoder_<step>.ckpt")
     parser.add_argument("--content", help="ContentVec (fairseq .pt or HF folder) or a PPG encoder .pt")
     parser.add_argument("--pitch", choices=F0_METHODS, default=None,
                         help="F0 extractor the engine uses (default: the one the model was trained with, "

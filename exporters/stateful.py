@@ -3,7 +3,7 @@
 decoder_stateful.onnx  `models.comosvc.StatefulDecoder`
     units [1,n,C], f0 [1,n], volume [1,n], speaker [1], noise [1,n,80], position [1] int64, *states
     -> mel [1,n,80], position_out, *<state>_out
-vocoder_stateful.onnx  `models.vocoder.StatefulVocoder`
+vocoder_stateful.onnx  `models.vocoder.StatefulVocoder` (`models.hn_vocoder.StatefulHarmonicNoiseVocoder`)
     mel [1,n,80], f0 [1,n], noise [1,n·hop,H+1], position [1] int64, *states
     -> audio [1,n·hop], position_out, *<state>_out
 content_stateful.onnx  `models.content.ppg.StatefulPPG` (PPG packs only; ContentVec's attention
@@ -38,7 +38,8 @@ from exporters.parity import FP16_BOUND, FP32_BOUND, ParityError, ParityResult, 
 from models.comosvc import CoMoSVC, StatefulDecoder
 from models.content import ContentEncoder
 from models.streaming import StateSpec
-from models.vocoder import NSFHiFiGAN, StatefulVocoder
+from models.hn_vocoder import HarmonicNoiseVocoder, StatefulHarmonicNoiseVocoder
+from models.vocoder import StatefulVocoder, Vocoder
 
 POSITION = "position"
 ONE_SECOND_FRAMES = 188  # 24000 / 128, rounded up
@@ -137,12 +138,13 @@ class StatefulSpec:
             delay_samples=samples, delay_frames=samples / hop, parity=parity.as_json())
 
 
-def stateful_graphs(model: CoMoSVC, vocoder: NSFHiFiGAN, decoder: GraphSpec, voc: GraphSpec,
+def stateful_graphs(model: CoMoSVC, vocoder: Vocoder, decoder: GraphSpec, voc: GraphSpec,
                     encoder: ContentEncoder | None = None, content: GraphSpec | None = None) -> list[StatefulSpec]:
     """The stateful decoder and vocoder (and PPG content encoder, when `encoder` is one) of a pack,
     streaming its whole-sequence specs."""
     dec_module = StatefulDecoder(model).eval()
-    voc_module = StatefulVocoder(vocoder).eval()
+    stateful_vocoder = StatefulHarmonicNoiseVocoder if isinstance(vocoder, HarmonicNoiseVocoder) else StatefulVocoder
+    voc_module = stateful_vocoder(vocoder).eval()
     hop = vocoder.hop_size
     specs = [
         StatefulSpec("decoder_stateful", decoder, dec_module,

@@ -390,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", required=True, help="official CoMoSVC checkpoint model_<step>.pt (student or teacher)")
     p.add_argument("--config", help="its config.yaml (default: config.yaml next to --ckpt)")
     p.add_argument("--vocoder", required=True, help="NSF-HiFiGAN checkpoint (M4Singer .ckpt or openvpi 'model'), "
-                                                    "config beside it")
+                                                    "config beside it, or a harmonic-plus-noise hn_vocoder_<step>.ckpt")
     p.add_argument("--content", required=True, help="content encoder: ContentVec fairseq .pt, HF folder, or PPG .pt")
     p.add_argument("--steps", type=int, help=f"sampling steps (NFE); default {DEFAULT_STUDENT_STEPS} for the "
                                              f"student, {DEFAULT_TEACHER_STEPS} with the teacher sampler")

@@ -75,6 +75,21 @@ def advance_phase(phase: torch.Tensor, f0: torch.Tensor, hop: int, sample_rate: 
     return frame_phases(rate * hop, phase)[1]
 
 
+def sample_phases(f0: torch.Tensor, phase: torch.Tensor, cycles_per_hz: torch.Tensor, ramp: torch.Tensor,
+                  hop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The phase of every sample, f0 constant within a frame.
+
+    f0 [B, T] Hz, phase [B, K] cycles before the first sample, cycles_per_hz [K] (harmonic k: k/sr),
+    ramp [hop, 1] = 1..hop -> (per-sample phase [B, T, hop, K] in [0, 1], phase after the last sample [B, K])."""
+    rate = f0[:, :, None] * cycles_per_hz  # [B, T, K] cycles per sample
+    start, end = frame_phases(rate * hop, phase)
+    # within the frame, sample j is at rate·(j+1): split rate (mod 1) on a 2^-16 grid so that
+    # grid·(j+1) is exact (< 2^22 grid steps) and only a ≤ 2^-17 remainder is rounded
+    coarse, rest = _split(rate - torch.round(rate), _RAMP)
+    within = _frac(coarse[:, :, None, :] * ramp) + rest[:, :, None, :] * ramp  # [B, T, hop, K]
+    return _frac(start[:, :, None, :] + within), end
+
+
 class HarmonicSource(nn.Module):
     """`SourceModuleHnNSF(sampling_rate, harmonic_num)` with explicit phase and noise.
 
@@ -105,13 +120,7 @@ class HarmonicSource(nn.Module):
 
     def phases(self, f0: torch.Tensor, phase: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """f0 [B, T] Hz, phase [B, H+1] -> (per-sample phase [B, T, hop, H+1] in [0, 1], phase_out [B, H+1])."""
-        rate = f0[:, :, None] * self.cycles_per_hz  # [B, T, K] cycles per sample
-        start, end = frame_phases(rate * self.hop, phase)
-        # within the frame, sample j is at rate·(j+1): split rate (mod 1) on a 2^-16 grid so that
-        # grid·(j+1) is exact (< 2^22 grid steps) and only a ≤ 2^-17 remainder is rounded
-        coarse, rest = _split(rate - torch.round(rate), _RAMP)
-        within = _frac(coarse[:, :, None, :] * self.ramp) + rest[:, :, None, :] * self.ramp  # [B, T, hop, K]
-        return _frac(start[:, :, None, :] + within), end
+        return sample_phases(f0, phase, self.cycles_per_hz, self.ramp, self.hop)
 
     def forward(self, f0: torch.Tensor, phase: torch.Tensor,
                 noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -309,7 +309,52 @@ def fold_weight_norm(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch
     return out, origin
 
 
-class NSFHiFiGAN(nn.Module):
+class Vocoder(nn.Module):
+    """The call interface of every vocoder (`NSFHiFiGAN`, `models.hn_vocoder.HarmonicNoiseVocoder`):
+
+    forward(mel [B, T, num_mels] log10, f0 [B, T] Hz, phase [B, H+1] | None, noise [B, T·hop, H+1] | None)
+      -> wav [B, T·hop]
+    forward_stream(mel, f0, phase, noise) -> (wav [B, T·hop], phase_out [B, H+1])
+    plus `sample_rate`, `hop_size`, `num_mels`, `n_harmonics` (H+1), `receptive_field`, `check_audio`,
+    `describe`; the voice pack's vocoder graphs are built from these alone."""
+
+    sample_rate: int
+    hop_size: int
+    num_mels: int
+    n_harmonics: int
+
+    def forward(self, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor | None = None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        """mel [B, T, 80] log10, f0 [B, T] Hz, phase [B, H+1] cycles (default 0), noise [B, T·hop, H+1]
+        (default 0) -> wav [B, T·hop]."""
+        if phase is None:
+            phase = mel.new_zeros(mel.shape[0], self.n_harmonics)
+        if noise is None:
+            noise = mel.new_zeros(mel.shape[0], mel.shape[1] * self.hop_size, self.n_harmonics)
+        return self.forward_stream(mel, f0, phase, noise)[0]
+
+    def forward_stream(self, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor,
+                       noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def check_inputs(self, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor, noise: torch.Tensor) -> None:
+        """ValueError unless mel [B, T, mels], f0 [B, T], phase [B, H+1], noise [B, T·hop, H+1] fit."""
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return  # shapes are symbolic while exporting
+        if mel.dim() != 3 or mel.shape[2] != self.num_mels:
+            raise ValueError(f"vocoder: mel must be [B, T, {self.num_mels}], got {tuple(mel.shape)}")
+        b, t = mel.shape[:2]
+        if t < 1:
+            raise ValueError("vocoder: mel has no frames")
+        expected = {"f0": (f0, (b, t)), "phase": (phase, (b, self.n_harmonics)),
+                    "noise": (noise, (b, t * self.hop_size, self.n_harmonics))}
+        for name, (tensor, shape) in expected.items():
+            if tuple(tensor.shape) != shape:
+                raise ValueError(f"vocoder: {name} must have shape {list(shape)} for mel {tuple(mel.shape)}, "
+                                 f"got {list(tensor.shape)}")
+
+
+class NSFHiFiGAN(Vocoder):
     """NSF-HiFiGAN generator with weight norm folded; state-dict names as the official code.
 
     forward(mel [B, T, 80] log10, f0 [B, T] Hz, phase [B, H+1] | None, noise [B, T·hop, H+1] | None)
@@ -364,19 +409,10 @@ class NSFHiFiGAN(nn.Module):
         self.post_pads = split_right(6, 0) if causal else (3, 3)
 
     # ------------------------------------------------------------------ inference
-    def forward(self, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor | None = None,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
-        """mel [B, T, 80] log10, f0 [B, T] Hz, phase [B, H+1] cycles, noise [B, T·hop, H+1] -> wav [B, T·hop]."""
-        if phase is None:
-            phase = mel.new_zeros(mel.shape[0], self.n_harmonics)
-        if noise is None:
-            noise = mel.new_zeros(mel.shape[0], mel.shape[1] * self.hop_size, self.n_harmonics)
-        return self.forward_stream(mel, f0, phase, noise)[0]
-
     def forward_stream(self, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor,
                        noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Same as `forward`, all inputs explicit, also returning phase_out [B, H+1] (cycles, [0, 1))."""
-        self._check_inputs(mel, f0, phase, noise)
+        self.check_inputs(mel, f0, phase, noise)
         excitation, phase_out = self.m_source(f0, phase, noise)  # [B, 1, T·hop]
         x = mel.transpose(1, 2)
         if self.mel_scale != 1.0:
@@ -399,22 +435,6 @@ class NSFHiFiGAN(nn.Module):
             channels = self.noise_convs[stage].out_channels
             src = F.layer_norm(F.relu(src).transpose(1, 2), (channels,)).transpose(1, 2)
         return src
-
-    def _check_inputs(self, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor,
-                      noise: torch.Tensor) -> None:
-        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-            return  # shapes are symbolic while exporting
-        if mel.dim() != 3 or mel.shape[2] != self.num_mels:
-            raise ValueError(f"vocoder: mel must be [B, T, {self.num_mels}], got {tuple(mel.shape)}")
-        b, t = mel.shape[:2]
-        if t < 1:
-            raise ValueError("vocoder: mel has no frames")
-        expected = {"f0": (f0, (b, t)), "phase": (phase, (b, self.n_harmonics)),
-                    "noise": (noise, (b, t * self.hop_size, self.n_harmonics))}
-        for name, (tensor, shape) in expected.items():
-            if tuple(tensor.shape) != shape:
-                raise ValueError(f"vocoder: {name} must have shape {list(shape)} for mel {tuple(mel.shape)}, "
-                                 f"got {list(tensor.shape)}")
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -446,6 +466,10 @@ class NSFHiFiGAN(nn.Module):
             lo, hi = -((-(lo + p - k + 1)) // u), (hi + p) // u
         lo, hi = lo - self.pre_pads[0], hi + self.pre_pads[1]  # conv_pre
         return -min(lo, f0_lo), max(hi, f0_hi)
+
+    def describe(self) -> dict[str, Any]:
+        """What the voice pack's manifest records about this network."""
+        return {"layout": self.layout}
 
     def check_audio(self, sample_rate: int = MODEL_AUDIO[0], hop: int = MODEL_AUDIO[1],
                     n_mels: int = MODEL_AUDIO[2]) -> None:
@@ -578,20 +602,34 @@ def detect_layout(checkpoint: Any, source: str = "<checkpoint>") -> tuple[str, M
     else:
         keys = [type(checkpoint).__name__]
     raise CheckpointError(
-        f"{source}: not an NSF-HiFiGAN checkpoint — expected {{'state_dict': {{'model_gen': …}}}} "
-        f"(M4Singer/DiffSinger) or {{'generator': …}} (openvpi/so-vits-svc); found {keys}")
+        f"{source}: not a vocoder checkpoint — expected {{'state_dict': {{'model_gen': …}}}} "
+        f"(M4Singer/DiffSinger NSF-HiFiGAN), {{'generator': …}} (openvpi/so-vits-svc NSF-HiFiGAN) or "
+        f"{{'hn_vocoder': …}} (this project's harmonic-plus-noise vocoder); found {keys}")
 
 
 def load_vocoder(path: str | os.PathLike, config_path: str | os.PathLike | None = None, *,
-                 check_audio: bool = True) -> NSFHiFiGAN:
-    """Load an NSF-HiFiGAN checkpoint of either layout (detected from its contents) in eval mode.
+                 check_audio: bool = True) -> Vocoder:
+    """Load a vocoder checkpoint in eval mode: NSF-HiFiGAN of either layout, or a harmonic-plus-noise
+    vocoder (`models.hn_vocoder`), detected from its contents.
 
-    config_path defaults to `config.yaml` (m4singer) / `config.json` (openvpi) beside the checkpoint.
-    With check_audio (default) the vocoder must run at 24000 Hz, hop 128, 80 mel bins (the CoMoSVC
-    acoustic model's output), else VocoderConfigError.
+    config_path (NSF-HiFiGAN only; a harmonic-plus-noise checkpoint holds its config) defaults to
+    `config.yaml` (m4singer) / `config.json` (openvpi) beside the checkpoint. With check_audio
+    (default) the vocoder must run at 24000 Hz, hop 128, 80 mel bins (the CoMoSVC acoustic model's
+    output), else VocoderConfigError.
     """
+    from models.hn_vocoder import from_checkpoint, is_hn_checkpoint  # it builds on this module
+
     path = Path(path)
-    layout, state = detect_layout(safe_load(path), str(path))
+    checkpoint = safe_load(path)
+    if is_hn_checkpoint(checkpoint):
+        if config_path is not None:
+            raise VocoderConfigError(f"{path} is a harmonic-plus-noise vocoder, which carries its own config; "
+                                     f"do not pass a config file ({config_path})")
+        hn = from_checkpoint(checkpoint, str(path))
+        if check_audio:
+            hn.check_audio()
+        return hn
+    layout, state = detect_layout(checkpoint, str(path))
     cfg_path = Path(config_path) if config_path is not None else path.with_name(_CONFIG_FILE[layout])
     config = VocoderConfig.from_dict(layout, _read_config(cfg_path), source=str(cfg_path))
     if check_audio:
@@ -601,8 +639,17 @@ def load_vocoder(path: str | os.PathLike, config_path: str | os.PathLike | None 
     return model.eval()
 
 
+def seeded_source_noise(vocoder: Vocoder, frames: int, seed: int = 0,
+                        device: torch.device | str = "cpu") -> torch.Tensor:
+    """Standard normal source noise [1, frames·hop, H+1] for `vocoder`, as the engine feeds it (the
+    default of `forward` is zeros, which silences the harmonic-plus-noise vocoder's noise part), from
+    a CPU generator seeded `seed`, so every device gets the same."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(1, frames * vocoder.hop_size, vocoder.n_harmonics, generator=generator).to(device)
+
+
 class StreamingVocoder(nn.Module):
-    """ONNX view of `NSFHiFiGAN.forward_stream` with the voice-pack names (docs/architecture.md):
+    """ONNX view of a `Vocoder`'s `forward_stream` with the voice-pack names (docs/architecture.md):
     inputs mel [1, T, 80], f0 [1, T], phase [1, H+1], noise [1, T·hop, H+1];
     outputs audio [1, T·hop], phase_out [1, H+1]."""
 
@@ -611,7 +658,7 @@ class StreamingVocoder(nn.Module):
     dynamic_axes = {"mel": {1: "frames"}, "f0": {1: "frames"}, "noise": {1: "samples"},
                     "audio": {1: "samples"}}
 
-    def __init__(self, vocoder: NSFHiFiGAN) -> None:
+    def __init__(self, vocoder: Vocoder) -> None:
         super().__init__()
         self.vocoder = vocoder
 
@@ -715,5 +762,6 @@ class StatefulVocoder(nn.Module):
         return (torch.tanh(x)[:, 0], position + mel.shape[1], *ctx.outputs(self.state_specs))
 
 
-__all__ = ["LAYOUTS", "MODEL_AUDIO", "NSFHiFiGAN", "StatefulVocoder", "StreamingVocoder", "VocoderConfig",
-           "VocoderConfigError", "check_config_audio", "detect_layout", "fold_weight_norm", "load_vocoder", "to_checkpoint_state"]
+__all__ = ["LAYOUTS", "MODEL_AUDIO", "NSFHiFiGAN", "StatefulVocoder", "StreamingVocoder", "Vocoder", "VocoderConfig",
+           "VocoderConfigError", "check_config_audio", "detect_layout", "fold_weight_norm", "load_vocoder",
+           "seeded_source_noise", "to_checkpoint_state"]

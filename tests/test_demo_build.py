@@ -49,6 +49,25 @@ def test_another_plan_in_the_same_folder_is_refused(tmp_path: Path) -> None:
         demo_build.build(tmp_path, tmp_path / "pack", other, runner=_runner([]), log=lambda m: None)
 
 
+def test_a_folder_started_before_a_plan_name_existed_keeps_its_plan(tmp_path: Path) -> None:
+    """plan.json of an earlier build lacks the names added since (the vocoder type): their defaults."""
+    import json
+
+    old = {k: v for k, v in demo_build.PLAN.items() if k not in demo_build.ADDED_TO_PLAN}
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "plan.json").write_text(json.dumps(old))
+    demo_build.check_plan(tmp_path, dict(demo_build.PLAN))
+    with pytest.raises(demo_build.BuildError, match="vocoder_type differ"):
+        demo_build.check_plan(tmp_path, demo_build.plan_with(["vocoder_type=hn"]))
+
+
+def test_the_plan_can_choose_the_harmonic_plus_noise_vocoder(tmp_path: Path, capsys) -> None:
+    assert main(["build", str(tmp_path), "--dry-run", "--only", "prepare", "--set", "vocoder_type=hn",
+                 "--set", "vocoder_lr=1e-3"]) == 0
+    out = capsys.readouterr().out
+    assert "vocoder_model.type=hn" in out and "vocoder_train.lr=0.001" in out
+
+
 def test_plan_changes_are_checked() -> None:
     assert demo_build.plan_with(["ppg_steps=12", "data_minutes=5"])["data_minutes"] == 5
     for bad in ("ppg_steps=many", "nonsense=1", "ppg_steps"):

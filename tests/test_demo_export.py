@@ -16,19 +16,23 @@ from tests.fixtures.references import tone
 NAMES = ["Heart (American female)", "Sky (American female)", "Eric (American male)", "George (British male)"]
 
 
-def _fake_work(work: Path) -> None:
-    """What the earlier stages leave: a tiny student with the four targets, a vocoder, a PPG, target speech."""
+def _fake_work(work: Path, vocoder: str = "nsf") -> None:
+    """What the earlier stages leave: a tiny student with the four targets, a vocoder ('nsf':
+    NSF-HiFiGAN, 'hn': harmonic-plus-noise), a PPG, target speech."""
     import torch
 
     from models.content.ppg import PPGConfig, PPGEncoder
     from tests.fixtures.official import write_official_checkpoint
     from tests.fixtures.packs import PPG_SIZES
-    from tests.fixtures.vocoder import write_vocoder
+    from tests.fixtures.vocoder import write_hn_vocoder, write_vocoder
 
     logs = work / "train" / "logs"
     write_official_checkpoint(logs / "como", n_spk=4, speakers={v: i for i, v in enumerate(TARGET_VOICES)},
                               global_step=1200)
-    write_vocoder(logs / "vocoder", layout="m4singer", size="tiny")
+    if vocoder == "hn":
+        write_hn_vocoder(logs / "vocoder", size="tiny")
+    else:
+        write_vocoder(logs / "vocoder", layout="m4singer", size="tiny")
     torch.manual_seed(0)
     (work / "ppg").mkdir(parents=True)
     PPGEncoder(PPGConfig(**PPG_SIZES["tiny"])).eval().save(work / "ppg" / "ppg.pt")
@@ -76,3 +80,11 @@ def test_export_writes_the_named_pack_with_previews_and_notice(tmp_path: Path, c
     assert "George (British male): imitates the Kokoro-82M voice `bm_george`" in read_notice(pack)
     heart = sf.read(str(pack / manifest.references[NAMES[0]].file))[0]
     assert len(heart) == 5 * 24000                                            # the first 5 s of the 7 s utterance
+
+
+def test_export_takes_a_harmonic_plus_noise_vocoder(tmp_path: Path) -> None:
+    work, pack = tmp_path / "work", tmp_path / "pack"
+    _fake_work(work, vocoder="hn")
+    assert main(["export", str(work), "--pack", str(pack)]) == 0
+    vocoder = load_manifest(pack).networks["vocoder"]
+    assert vocoder.extra["layout"] == "hn" and list(vocoder.receptive_field) == [19, 0]

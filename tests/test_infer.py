@@ -283,7 +283,7 @@ def test_missing_and_mismatched_model_files(assets, tmp_path: Path, capsys) -> N
     expect_error(capsys, argv, "--ckpt: file not found")
     argv = cli(assets, tmp_path / "o.wav")
     argv[argv.index("--vocoder") + 1] = str(assets["student"])  # a CoMoSVC file is no vocoder
-    expect_error(capsys, argv, "--vocoder:", "not an NSF-HiFiGAN checkpoint")
+    expect_error(capsys, argv, "--vocoder:", "not a vocoder checkpoint")
     wide = write_contentvec(tmp_path / "wide", "fairseq", "full")  # 768-dim units vs the tiny model's 64
     argv = cli(assets, tmp_path / "o.wav")
     argv[argv.index("--content") + 1] = str(wide)

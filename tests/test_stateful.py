@@ -91,15 +91,23 @@ def test_stateful_vocoder_streams_the_whole_vocoder(layout, right_context, one_t
     assert stateful.delay <= right_frames * hop + hop  # the delay is the right receptive field
     with torch.no_grad():
         whole = vocoder(mel, f0, torch.zeros(1, harmonics), noise)
+    streamed, d = stream_vocoder(stateful, mel, f0, noise, CHUNKS), stateful.delay
+    assert _rel(whole[:, : t * hop - d], streamed[:, d:]) <= 1e-4
+
+
+def stream_vocoder(stateful: torch.nn.Module, mel: torch.Tensor, f0: torch.Tensor, noise: torch.Tensor,
+                   chunks: list[int]) -> torch.Tensor:
+    """A stateful vocoder module over mel/f0/noise in chunks of `chunks` frames -> the joined audio."""
+    hop = noise.shape[1] // mel.shape[1]
+    with torch.no_grad():
         states = [torch.zeros(1, *s.shape) for s in stateful.state_specs]
         position, pieces, start = torch.zeros(1, dtype=torch.int64), [], 0
-        for n in CHUNKS:
+        for n in chunks:
             out = stateful(mel[:, start:start + n], f0[:, start:start + n], noise[:, start * hop:(start + n) * hop],
                            position, *states)
             pieces.append(out[0])
             position, states, start = out[1], list(out[2:]), start + n
-    streamed, d = torch.cat(pieces, 1), stateful.delay
-    assert _rel(whole[:, : t * hop - d], streamed[:, d:]) <= 1e-4
+    return torch.cat(pieces, 1)
 
 
 def test_official_checkpoints_keep_their_symmetric_networks() -> None:
@@ -303,13 +311,19 @@ def test_fp16_stateful_decoder_is_checked_against_the_fp16_whole_graph(tmp_path:
 
 
 # ------------------------------------------------------------------------------- low-latency pack
+def convert_sung(pack: Path, seconds: float) -> tuple[Converter, np.ndarray, np.ndarray]:
+    """(converter at 20 ms blocks and 48 kHz with the pack's preferred core, a sung input of
+    `seconds`, its whole-file conversion)."""
+    settings = Settings(gate_db=-120, block_ms=20)
+    core = load_voice(str(pack), settings, prefer=("cpu",))
+    conv = Converter(lambda s: core, settings, 48000)
+    x = _sung(seconds, 48000)
+    return conv, x, convert_whole(conv, x)
+
+
 @pytest.fixture(scope="module")
 def low_latency_whole(low_latency_pack: Path):
-    settings = Settings(gate_db=-120, block_ms=20)
-    core = load_voice(str(low_latency_pack), settings, prefer=("cpu",))
-    conv = Converter(lambda s: core, settings, 48000)
-    x = _sung(1.6, 48000)
-    return conv, x, convert_whole(conv, x)
+    return convert_sung(low_latency_pack, 1.6)
 
 
 @pytest.mark.parametrize("block", [1, 97, 960, 1931])

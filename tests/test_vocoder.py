@@ -175,7 +175,7 @@ def test_layouts_differ_as_specified(tiny):
 
 def test_not_a_vocoder_checkpoint(tmp_path):
     torch.save({"model": {"x": torch.zeros(1)}}, tmp_path / "m.pt")
-    with pytest.raises(CheckpointError, match="not an NSF-HiFiGAN checkpoint"):
+    with pytest.raises(CheckpointError, match="not a vocoder checkpoint"):
         load_vocoder(tmp_path / "m.pt")
 
 

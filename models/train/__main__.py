@@ -20,7 +20,8 @@ STAGES = ("teacher", "distill", "vocoder")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m models.train", description=(
         "Train CoMoSVC: prepare data, the EDM teacher, the one-step consistency student (distill) and the "
-        "NSF-HiFiGAN vocoder; evaluate teacher vs student. Checkpoints are in the official layouts."))
+        "vocoder (NSF-HiFiGAN, or harmonic-plus-noise with --set vocoder_model.type=hn); evaluate teacher vs "
+        "student. Checkpoints are in the official layouts."))
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(q: argparse.ArgumentParser) -> None:
@@ -44,14 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     common(q)
 
     for name, text in (("teacher", "train the EDM teacher"), ("distill", "distil the one-step student"),
-                       ("vocoder", "train or fine-tune the NSF-HiFiGAN vocoder")):
+                       ("vocoder", "train or fine-tune the vocoder (vocoder_model.type: nsf-hifigan or hn)")):
         q = sub.add_parser(name, help=text)
         q.add_argument("work_dir", type=Path)
         if name == "distill":
             q.add_argument("--teacher", help="teacher checkpoint model_<step>.pt (config.yaml beside it)")
         q.add_argument("--init-from", help="start from this checkpoint (teacher/distill: a base model whose "
                                            "speakers are kept and WORK_DIR's new ones added; vocoder: an "
-                                           "M4Singer .ckpt or openvpi model)")
+                                           "M4Singer .ckpt, openvpi model or hn_vocoder_<step>.ckpt)")
         q.add_argument("--max-steps", type=int, help="stop at this total step count, with a checkpoint")
         q.add_argument("--device", help="cpu, cuda (default: cuda when available)")
         common(q)

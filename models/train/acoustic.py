@@ -178,9 +178,12 @@ class AcousticStage(Stage):
         logger.mel_image(step, f"mel/{name}", {k: v[0].cpu().numpy() for k, v in mels.items()})
         voc = self.vocoder()
         if voc is not None:
+            from models.vocoder import seeded_source_noise
+
             for label, mel in mels.items():
                 if label != "ground truth":
-                    wav = voc(mel, feats["f0"])[0].cpu().numpy()
+                    wav = voc(mel, feats["f0"], None, seeded_source_noise(voc, mel.shape[1], 0, mel.device))
+                    wav = wav[0].cpu().numpy()
                     logger.audio(step, f"audio/{name}/{label}", wav)
 
 

@@ -3,7 +3,8 @@
 Weights go to the official layouts (they load wherever official ones do):
 - acoustic (teacher / student): `logs/<stage>/model_<step>.pt` = {'global_step', 'model'} + `config.yaml`;
 - vocoder: M4Singer `model_ckpt_steps_<step>.ckpt` = {'state_dict': {'model_gen'}, 'global_step'} +
-  `config.yaml`, or openvpi `model_<step>` = {'generator'} + `config.json`.
+  `config.yaml`, or openvpi `model_<step>` = {'generator'} + `config.json`; the harmonic-plus-noise
+  vocoder (ours) `hn_vocoder_<step>.ckpt`, config inside (`models.hn_vocoder`).
 The training state (optimisers, schedulers, discriminators, step) goes to `resume.pt` beside them,
 which names the weights file it belongs to; both are written atomically, weights first, so a crash
 at any moment leaves a consistent pair.
@@ -52,6 +53,11 @@ def write_vocoder(folder: Path, step: int, state: dict[str, torch.Tensor], layou
     return save_atomic({"generator": state}, folder / f"model_{step}")
 
 
+def write_hn_vocoder(folder: Path, step: int, checkpoint: dict[str, Any]) -> Path:
+    """hn_vocoder_<step>.ckpt: `HarmonicNoiseVocoder.checkpoint(step)` (its config inside)."""
+    return save_atomic(checkpoint, folder / f"hn_vocoder_{step}.ckpt")
+
+
 def write_resume(folder: Path, step: int, weights: Path, state: dict[str, Any]) -> Path:
     return save_atomic({"step": step, "weights": weights.name, "state": state}, folder / RESUME_NAME)
 
@@ -81,5 +87,5 @@ def newest_vocoder(folder: Path) -> Path | None:
         return int(tail) if tail.isdigit() else None
 
     found = [p for p in list(folder.glob("model_ckpt_steps_*.ckpt")) + list(folder.glob("model_*"))
-             if step(p) is not None and p.suffix in ("", ".ckpt")]
+             + list(folder.glob("hn_vocoder_*.ckpt")) if step(p) is not None and p.suffix in ("", ".ckpt")]
     return max(found, key=step, default=None)

@@ -7,6 +7,16 @@ through `models.comosvc.load_official`: `data`, `model`, `vocoder`, `infer`, `en
 network's own receptive field; an integer asks for causal convolutions with that many frames of
 lookahead (the content encoder is given, not built: its own right context is checked against the
 value, see `check_content_right_context`).
+
+`vocoder_model.type` picks the vocoder trained from scratch: "nsf-hifigan" (default; the sizes are
+the section's official keys, trained with spectral losses then LSGAN from
+`vocoder_train.adv_start_step`) or "hn", the harmonic-plus-noise vocoder (`models.hn_vocoder`; sizes
+in `vocoder_model.hn`, trained with the spectral losses only — no discriminators, so
+`vocoder_train.adv_start_step`, `discriminators`, `disc_base` and `lambda_fm` are unused; it keeps
+its pitch by construction and trains in CPU minutes — measured with `vocoder_train.lr` 1e-3; causal,
+`right_context` null counts as 0).
+Keys added after configs were first written (`ADDED_KEYS`) get their defaults in an older config,
+which was written for exactly that behaviour.
 """
 from __future__ import annotations
 
@@ -24,12 +34,14 @@ from models.train.errors import TrainError
 
 CONFIG_NAME = "config.yaml"
 
-#: network sizes per preset: acoustic WaveNet (layers, channels, cond width) and vocoder channels
+#: network sizes per preset: acoustic WaveNet (layers, channels, cond width), NSF-HiFiGAN and
+#: harmonic-plus-noise vocoder channels
 PRESETS: dict[str, dict[str, int]] = {
-    "tiny": dict(n_layers=2, n_chans=16, n_hidden=16, vocoder_channels=32),
-    "demo": dict(n_layers=10, n_chans=128, n_hidden=128, vocoder_channels=128),
-    "official": dict(n_layers=20, n_chans=512, n_hidden=256, vocoder_channels=512),
+    "tiny": dict(n_layers=2, n_chans=16, n_hidden=16, vocoder_channels=32, hn_channels=16),
+    "demo": dict(n_layers=10, n_chans=128, n_hidden=128, vocoder_channels=128, hn_channels=192),
+    "official": dict(n_layers=20, n_chans=512, n_hidden=256, vocoder_channels=512, hn_channels=192),
 }
+VOCODER_TYPES = ("nsf-hifigan", "hn")
 
 _BASE: dict[str, Any] = {
     "data": {
@@ -48,9 +60,12 @@ _BASE: dict[str, Any] = {
               "n_spk": 1, "right_context": None},
     "vocoder": {"type": "m4-gan", "ckpt": None},
     "vocoder_model": {
+        "type": "nsf-hifigan",
         "layout": "m4singer", "resblock": "1", "upsample_rates": [8, 4, 2, 2], "upsample_kernel_sizes": [16, 8, 4, 4],
         "upsample_initial_channel": 512, "resblock_kernel_sizes": [3, 7, 11],
         "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "right_context": None,
+        "hn": {"channels": 192, "kernel_size": 3, "dilations": [1, 2, 4, 1], "sines": 96, "noise_bands": 48,
+               "noise_taps": 128, "nyquist_margin": 500.0},
     },
     "infer": {"speedup": 10, "method": "dpm-solver++"},
     "env": {"expdir": "logs"},
@@ -96,6 +111,8 @@ _POSITIVE = ("model.n_layers", "model.n_chans", "model.n_hidden", "model.n_spk",
 # keys added after configs were first written: absent in an older config.yaml means this value
 _LATER_KEYS: dict[str, Any] = {"train.prior_steps": 0}
 RIGHT_CONTEXT_KEYS = ("model.right_context", "vocoder_model.right_context", "content.right_context")
+#: keys added after configs were first written: (section, key), filled with the default when absent
+ADDED_KEYS = (("vocoder_model", "type"), ("vocoder_model", "hn"))
 DISCRIMINATORS = ("mpd", "mrd", "msd")
 
 
@@ -107,6 +124,7 @@ def default_config(preset: str = "official") -> dict[str, Any]:
     sizes = PRESETS[preset]
     cfg["model"].update(n_layers=sizes["n_layers"], n_chans=sizes["n_chans"], n_hidden=sizes["n_hidden"])
     cfg["vocoder_model"]["upsample_initial_channel"] = sizes["vocoder_channels"]
+    cfg["vocoder_model"]["hn"]["channels"] = sizes["hn_channels"]
     if preset == "tiny":  # tiny data in tests: short crops, small batches, frequent checkpoints
         cfg["data"]["duration"] = 0.5
         cfg["train"].update(batch_size=4, interval_val=100, interval_force_save=100, num_workers=0, val_items=2,
@@ -182,6 +200,12 @@ def validate(cfg: dict[str, Any], source: str = CONFIG_NAME) -> dict[str, Any]:
         raise TrainError(f"{source}: train.prior_steps must be 0 or more, got {get(cfg, 'train.prior_steps')}")
     if not 0.0 <= float(get(cfg, "train.aug_prob")) <= 1.0:
         raise TrainError(f"{source}: train.aug_prob must lie in [0, 1], got {get(cfg, 'train.aug_prob')}")
+    if get(cfg, "vocoder_model.type") not in VOCODER_TYPES:
+        raise TrainError(f"{source}: vocoder_model.type must be one of {', '.join(VOCODER_TYPES)}, "
+                         f"got {get(cfg, 'vocoder_model.type')!r}")
+    if not isinstance(get(cfg, "vocoder_model.hn"), dict):
+        raise TrainError(f"{source}: vocoder_model.hn must be a mapping of harmonic-plus-noise vocoder sizes, "
+                         f"got {get(cfg, 'vocoder_model.hn')!r}")
     discs = get(cfg, "vocoder_train.discriminators")
     if not isinstance(discs, list) or not discs or any(d not in DISCRIMINATORS for d in discs):
         raise TrainError(f"{source}: vocoder_train.discriminators must be a non-empty list of "
@@ -221,7 +245,15 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
         cfg = load_yaml(path)
     except CheckpointError as exc:
         raise TrainError(f"cannot use the training config: {exc}") from None
-    return validate(apply_overrides(cfg, overrides or []), str(path))
+    return validate(apply_overrides(with_added_keys(cfg), overrides or []), str(path))
+
+
+def with_added_keys(cfg: dict[str, Any]) -> dict[str, Any]:
+    """cfg with the defaults of the `ADDED_KEYS` it lacks (a config written before they existed)."""
+    for section, key in ADDED_KEYS:
+        if isinstance(cfg.get(section), dict) and key not in cfg[section]:
+            cfg[section][key] = copy.deepcopy(_BASE[section][key])
+    return cfg
 
 
 def write_config(cfg: dict[str, Any], path: str | os.PathLike) -> Path:

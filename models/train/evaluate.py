@@ -75,7 +75,7 @@ def evaluate(work_dir: Path, cfg: dict[str, Any], ckpt: str, teacher: str | None
     from tqdm import tqdm
 
     from models.pitch import f0_agreement, make_pitch_extractor
-    from models.vocoder import VocoderConfigError, load_vocoder
+    from models.vocoder import VocoderConfigError, load_vocoder, seeded_source_noise
 
     if steps < 1:
         raise TrainError(f"--steps must be >= 1, got {steps}")
@@ -119,7 +119,7 @@ def evaluate(work_dir: Path, cfg: dict[str, Any], ckpt: str, teacher: str | None
             with torch.no_grad():
                 mel = model.infer_mel(feats["units"], feats["f0"], feats["volume"], feats["speaker"], noise,
                                       steps=n, teacher=is_teacher)
-                wav = voc(mel, feats["f0"])[0].cpu().numpy()
+                wav = voc(mel, feats["f0"], None, seeded_source_noise(voc, mel.shape[1], 0, dev))[0].cpu().numpy()
             elapsed = time.perf_counter() - t0
             f0_out, _ = pitch.raw(wav)
             rmse, corr = f0_agreement(f0_out, feats["f0"][0].cpu().numpy(), feats["uv"][0].cpu().numpy())

@@ -1,10 +1,13 @@
-"""The `vocoder` stage: NSF-HiFiGAN from scratch (sizes from `vocoder_model`) or fine-tuned from an
-M4Singer/openvpi checkpoint (`--init-from`, its sizes and layout), on the prepared audio and mels.
+"""The `vocoder` stage: NSF-HiFiGAN or the harmonic-plus-noise vocoder (`vocoder_model.type`) from
+scratch (sizes from `vocoder_model`), or fine-tuned from a checkpoint (`--init-from`, its kind and
+sizes), on the prepared audio and mels.
 
-Losses: lambda_mel · log10-mel L1 + lambda_stft · multi-resolution STFT from the first step; from
-`vocoder_train.adv_start_step` on, LSGAN with the configured discriminators + lambda_fm · feature
-matching. The generator trains with plain (folded) weights; checkpoints are written in the
-weight-norm layout of its family (`models.vocoder.to_checkpoint_state`).
+Losses: lambda_mel · log10-mel L1 + lambda_stft · multi-resolution STFT from the first step; for
+NSF-HiFiGAN, from `vocoder_train.adv_start_step` on, LSGAN with the configured discriminators +
+lambda_fm · feature matching (the harmonic-plus-noise vocoder has no discriminators). NSF-HiFiGAN
+trains with plain (folded) weights; its checkpoints are written in the weight-norm layout of its
+family (`models.vocoder.to_checkpoint_state`), the harmonic-plus-noise vocoder's as
+`hn_vocoder_<step>.ckpt`.
 """
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ import numpy as np
 import torch
 
 from models.checkpoints import CheckpointError
-from models.train.checkpoint_io import read_resume, write_vocoder
+from models.hn_vocoder import HarmonicNoiseVocoder, HNConfig
+from models.train.checkpoint_io import read_resume, write_hn_vocoder, write_vocoder
 from models.train.dataset import VocoderItems, load_item, read_list
 from models.train.discriminators import build_discriminators
 from models.train.errors import TrainError
@@ -23,12 +27,20 @@ from models.train.logger import TrainLogger
 from models.train.loop import Dist, Stage
 from models.train.vocoder_losses import (discriminator_loss, feature_matching_loss, generator_adversarial_loss,
                                          mel_l1, multi_resolution_stft)
-from models.vocoder import NSFHiFiGAN, VocoderConfig, VocoderConfigError, load_vocoder, to_checkpoint_state
+from models.vocoder import (NSFHiFiGAN, Vocoder, VocoderConfig, VocoderConfigError, load_vocoder,
+                            seeded_source_noise, to_checkpoint_state)
 
 
-def config_from_training(cfg: dict[str, Any]) -> VocoderConfig:
+def config_from_training(cfg: dict[str, Any]) -> VocoderConfig | HNConfig:
     """The generator config of `vocoder_model` (+ the model audio of `data`)."""
     v, data = cfg["vocoder_model"], cfg["data"]
+    if v["type"] == "hn":
+        raw = {**v["hn"], "sample_rate": data["sampling_rate"], "hop_size": data["hop_length"], "num_mels": 80,
+               "right_context": v.get("right_context") or 0}
+        try:
+            return HNConfig.from_dict(raw, source="config.yaml vocoder_model.hn")
+        except VocoderConfigError as exc:
+            raise TrainError(str(exc)) from None
     raw = {"audio_sample_rate": data["sampling_rate"], "hop_size": data["hop_length"], "audio_num_mel_bins": 80,
            "fft_size": 512, "win_size": 512, "fmin": 30.0, "fmax": 12000.0, "use_pitch_embed": True,
            **{k: v[k] for k in ("resblock", "upsample_rates", "upsample_kernel_sizes", "upsample_initial_channel",
@@ -43,7 +55,12 @@ def config_from_training(cfg: dict[str, Any]) -> VocoderConfig:
         raise TrainError(str(exc)) from None
 
 
-def _load(path: str | Path, option: str) -> NSFHiFiGAN:
+def build_vocoder(config: VocoderConfig | HNConfig) -> Vocoder:
+    """A freshly initialised vocoder of `config`'s kind."""
+    return HarmonicNoiseVocoder(config) if isinstance(config, HNConfig) else NSFHiFiGAN(config)
+
+
+def _load(path: str | Path, option: str) -> Vocoder:
     try:
         return load_vocoder(path)
     except (CheckpointError, VocoderConfigError, OSError) as exc:
@@ -61,15 +78,19 @@ class VocoderStage(Stage):
         elif init_from:
             generator = _load(init_from, "--init-from")
         else:
-            generator = NSFHiFiGAN(config_from_training(cfg))
+            generator = build_vocoder(config_from_training(cfg))
         self.generator = generator.train().to(dist_.device)
         v = cfg["vocoder_train"]
-        self.discriminators = build_discriminators(list(v["discriminators"]), int(v["disc_base"])).to(dist_.device)
         self.g_trainer = dist_.wrap(self.generator)
-        self.d_trainer = dist_.wrap(self.discriminators)
         betas = tuple(float(b) for b in v["betas"])
         self.opt_g = torch.optim.AdamW(self.generator.parameters(), lr=float(v["lr"]), betas=betas)
-        self.opt_d = torch.optim.AdamW(self.discriminators.parameters(), lr=float(v["lr"]), betas=betas)
+        # the harmonic-plus-noise vocoder trains with the spectral losses only
+        self.adversarial = not isinstance(self.generator, HarmonicNoiseVocoder)
+        if self.adversarial:
+            self.discriminators = build_discriminators(list(v["discriminators"]), int(v["disc_base"])).to(
+                dist_.device)
+            self.d_trainer = dist_.wrap(self.discriminators)
+            self.opt_d = torch.optim.AdamW(self.discriminators.parameters(), lr=float(v["lr"]), betas=betas)
 
     def dataset(self) -> tuple[VocoderItems, int]:
         v = self.cfg["vocoder_train"]
@@ -102,7 +123,7 @@ class VocoderStage(Stage):
         with self.precision.autocast():
             fake = self.g_trainer(mel, f0, phase, noise)
         scalars: dict[str, float] = {}
-        adversarial = step >= int(v["adv_start_step"])
+        adversarial = self.adversarial and step >= int(v["adv_start_step"])
         if adversarial:
             with self.precision.autocast():
                 scores, _ = self._discriminate(real, fake.detach())
@@ -124,6 +145,8 @@ class VocoderStage(Stage):
         return scalars
 
     def write_weights(self, step: int) -> Path:
+        if isinstance(self.generator, HarmonicNoiseVocoder):
+            return write_hn_vocoder(self.folder, step, self.generator.checkpoint(step))
         config = self.generator.config
         return write_vocoder(self.folder, step, to_checkpoint_state(self.generator), config.layout, config.to_dict())
 
@@ -131,30 +154,34 @@ class VocoderStage(Stage):
         self.generator.load_state_dict(_load(path, "resume").state_dict())
 
     def state(self) -> dict[str, Any]:
+        if not self.adversarial:
+            return {"opt_g": self.opt_g.state_dict()}
         return {"discriminators": self.discriminators.state_dict(), "opt_g": self.opt_g.state_dict(),
                 "opt_d": self.opt_d.state_dict()}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.discriminators.load_state_dict(state["discriminators"])
         self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        if self.adversarial:
+            self.discriminators.load_state_dict(state["discriminators"])
+            self.opt_d.load_state_dict(state["opt_d"])
 
     @torch.no_grad()
     def validate(self, step: int, logger: TrainLogger) -> dict[str, float]:
-        """Resynthesise the validation items from their own mel and f0: mel L1 of the result, and how
-        well its pitch (YIN) follows the f0 it was given — a vocoder that learned to ignore its
-        harmonic source keeps a good mel L1 but buzzes at the frame rate whatever the f0."""
+        """Resynthesise the validation items from their own mel and f0 (and seeded source noise, as the
+        engine feeds): mel L1 of the result, and how well its pitch (YIN) follows the f0 it was given —
+        a vocoder that learned to ignore its harmonic source keeps a good mel L1 but buzzes at the
+        frame rate whatever the f0."""
         from models.audio import mel_spectrogram
         from models.pitch import f0_agreement, make_pitch_extractor
 
         self.generator.eval()
         yin = make_pitch_extractor("yin")
         errors, corrs, cents = [], [], []
-        for name in read_list(self.work_dir, "val")[: int(self.cfg["train"]["val_items"])]:
+        for index, name in enumerate(read_list(self.work_dir, "val")[: int(self.cfg["train"]["val_items"])]):
             item = load_item(self.work_dir, name, ("mel", "f0", "uv"))
             mel = torch.from_numpy(item["mel"])[None].to(self.dist.device)
             f0 = torch.from_numpy(item["f0"].astype(np.float32))[None].to(self.dist.device)
-            wav = self.generator(mel, f0)
+            wav = self.generator(mel, f0, None, seeded_source_noise(self.generator, mel.shape[1], index, mel.device))
             resynth = mel_spectrogram(wav)
             errors.append(float((resynth - mel).abs().mean()))
             audio = wav[0].float().cpu().numpy()
