@@ -108,11 +108,9 @@ _POSITIVE = ("model.n_layers", "model.n_chans", "model.n_hidden", "model.n_spk",
              "train.interval_log", "train.interval_val", "train.interval_force_save", "vocoder_train.batch_size",
              "vocoder_train.segment_frames", "data.duration", "data.slice_seconds", "train.decay_step",
              "train.val_teacher_steps", "vocoder_model.upsample_initial_channel", "vocoder_train.disc_base")
-# keys added after configs were first written: absent in an older config.yaml means this value
-_LATER_KEYS: dict[str, Any] = {"train.prior_steps": 0}
 RIGHT_CONTEXT_KEYS = ("model.right_context", "vocoder_model.right_context", "content.right_context")
 #: keys added after configs were first written: (section, key), filled with the default when absent
-ADDED_KEYS = (("vocoder_model", "type"), ("vocoder_model", "hn"))
+ADDED_KEYS = (("vocoder_model", "type"), ("vocoder_model", "hn"), ("train", "prior_steps"))
 DISCRIMINATORS = ("mpd", "mrd", "msd")
 
 
@@ -173,14 +171,10 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def validate(cfg: dict[str, Any], source: str = CONFIG_NAME) -> dict[str, Any]:
-    """Raise TrainError naming the first bad setting; return cfg (keys an older config lacks: filled in)."""
+    """Raise TrainError naming the first bad setting; return cfg."""
     missing = [s for s in _BASE if s not in cfg]
     if missing:
         raise TrainError(f"{source} lacks the section(s) {', '.join(missing)}; re-run `prepare` or restore the file")
-    for key, value in _LATER_KEYS.items():
-        section, name = key.split(".")
-        if isinstance(cfg[section], dict):
-            cfg[section].setdefault(name, value)
     for key, types in _TYPES.items():
         value = get(cfg, key)
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
