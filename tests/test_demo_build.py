@@ -50,22 +50,26 @@ def test_another_plan_in_the_same_folder_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_folder_started_before_a_plan_name_existed_keeps_its_plan(tmp_path: Path) -> None:
-    """plan.json of an earlier build lacks the names added since (the vocoder type): their defaults."""
+    """plan.json of an earlier build lacks the names added since (the vocoder type): it was built with
+    the values of before (NSF-HiFiGAN), whatever today's defaults are."""
     import json
 
     old = {k: v for k, v in demo_build.PLAN.items() if k not in demo_build.ADDED_TO_PLAN}
     (tmp_path / "build").mkdir()
     (tmp_path / "build" / "plan.json").write_text(json.dumps(old))
-    demo_build.check_plan(tmp_path, dict(demo_build.PLAN))
-    with pytest.raises(demo_build.BuildError, match="vocoder_type differ"):
-        demo_build.check_plan(tmp_path, demo_build.plan_with(["vocoder_type=hn"]))
+    demo_build.check_plan(tmp_path, demo_build.plan_with(["vocoder_type=nsf-hifigan", "vocoder_lr=2e-4"]))
+    with pytest.raises(demo_build.BuildError, match="vocoder_lr, vocoder_type differ"):
+        demo_build.check_plan(tmp_path, dict(demo_build.PLAN))
 
 
-def test_the_plan_can_choose_the_harmonic_plus_noise_vocoder(tmp_path: Path, capsys) -> None:
-    assert main(["build", str(tmp_path), "--dry-run", "--only", "prepare", "--set", "vocoder_type=hn",
-                 "--set", "vocoder_lr=1e-3"]) == 0
+def test_the_plan_trains_the_harmonic_plus_noise_vocoder_and_can_choose_nsf_hifigan(tmp_path: Path, capsys) -> None:
+    assert main(["build", str(tmp_path / "a"), "--dry-run", "--only", "prepare"]) == 0
     out = capsys.readouterr().out
     assert "vocoder_model.type=hn" in out and "vocoder_train.lr=0.001" in out
+    assert main(["build", str(tmp_path / "b"), "--dry-run", "--only", "prepare", "--set", "vocoder_type=nsf-hifigan",
+                 "--set", "vocoder_lr=2e-4"]) == 0
+    out = capsys.readouterr().out
+    assert "vocoder_model.type=nsf-hifigan" in out and "vocoder_train.lr=0.0002" in out
 
 
 def test_plan_changes_are_checked() -> None:

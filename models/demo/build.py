@@ -36,11 +36,12 @@ PLAN: dict[str, Any] = {
     "ppg_steps": 3500,             # PPG optimiser steps (16 x 2 s crops each); held-out accuracy is flat from ~2400
     "ppg_right_context": 1,        # mel frames of lookahead of the content encoder
     "target_minutes": 10.0,        # speech per target voice
-    "vocoder_steps": 3000,
-    # or "hn", the harmonic-plus-noise vocoder: with vocoder_lr 1e-3, ≈ 0.6 s per step on one thread and
-    # after 1,000 steps validation mel L1 0.23, F0 corr 0.87 (NSF-HiFiGAN: 3,000 steps, F0 corr 0.08)
-    "vocoder_type": "nsf-hifigan",
-    "vocoder_lr": 2e-4,
+    # the harmonic-plus-noise vocoder: ≈ 0.6 s per step on one thread; after 2,000 steps copy-synthesis
+    # F0 corr 0.92, DistillMOS 2.8, WER 0.15; "nsf-hifigan" (lr 2e-4) trained out its f0 here: after
+    # 3,000 steps F0 corr 0.08, DistillMOS 1.24 (docs/demo-voice.md)
+    "vocoder_steps": 2000,
+    "vocoder_type": "hn",
+    "vocoder_lr": 1e-3,
     "teacher_steps": 1800,
     "distill_steps": 1200,
     "decoder_right_context": 0,    # mel frames of lookahead of the decoder (student)
@@ -50,8 +51,8 @@ PLAN: dict[str, Any] = {
     "threads": 2,                  # torch threads per stage (the stages run one at a time)
     "checkpoint_every": 100,       # steps between the vocoder/teacher/student checkpoints a stopped stage resumes from
 }
-#: PLAN names added after the first builds (their plan.json files lack them)
-ADDED_TO_PLAN = ("vocoder_type", "vocoder_lr")
+#: PLAN names added after the first builds (their plan.json files lack them): the value those builds used
+ADDED_TO_PLAN: dict[str, Any] = {"vocoder_type": "nsf-hifigan", "vocoder_lr": 2e-4}
 STAGES = ("data", "ppg", "targets", "prepare", "vocoder", "teacher", "distill", "export")
 
 
@@ -137,7 +138,7 @@ def check_plan(work: Path, plan: dict[str, Any]) -> None:
             saved = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise BuildError(f"{path} is unreadable ({exc}); move it away to start a new build there") from None
-        saved = {**{k: v for k, v in PLAN.items() if k in ADDED_TO_PLAN}, **saved}
+        saved = {**ADDED_TO_PLAN, **saved}
         if saved != plan:
             changed = sorted(k for k in set(saved) | set(plan) if saved.get(k) != plan.get(k))
             raise BuildError(f"{work} was built with another plan ({', '.join(changed)} differ): "
