@@ -17,9 +17,10 @@ the last column is windowed time / stateful time. `--full-size` adds the officia
 (WaveNet 20×512) + vocoder (NSF-HiFiGAN 512 ch) with random weights, per 40 ms block, windowed
 (block + both networks' receptive fields) vs stateful (the block's frames only).
 
-Without `--pack` it exports a "small" random voice (PPG content encoder, WaveNet 10×128,
-NSF-HiFiGAN 128 channels) into a temporary folder: the size that is meant to run live on 2 CPU
-cores. Random weights make the SNR a strict test (the output is noise-like, nothing hides errors).
+Without `--pack` it exports a "small" random voice (PPG content encoder, WaveNet 10×128, and the
+harmonic-plus-noise vocoder the demo plan trains — or with `--vocoder nsf` NSF-HiFiGAN 128 channels,
+the small voice's vocoder until the demo plan changed) into a temporary folder: the size that is meant
+to run live on 2 CPU cores. Random weights make the SNR a strict test (the output is noise-like, nothing hides errors).
 `--layout low-latency` (default) gives it the front ends and right contexts of the project's own
 voices (YIN F0, mel-grid PPG, decoder 1 frame, causal vocoder and PPG: tests/fixtures/packs.py
 LOW_LATENCY); `--layout official` the official symmetric networks with DIO F0 and ContentVec framing.
@@ -218,6 +219,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer configurations")
     parser.add_argument("--layout", choices=("low-latency", "official"), default="low-latency",
                         help="the random voice's front ends and right contexts (without --pack)")
+    parser.add_argument("--vocoder", choices=("hn", "nsf"), default="hn",
+                        help="the random voice's vocoder (without --pack): the harmonic-plus-noise vocoder the "
+                             "demo plan trains (default) or NSF-HiFiGAN 128 channels")
     parser.add_argument("--full-size", action="store_true",
                         help="also time the official-size decoder+vocoder per 40 ms block, windowed vs stateful")
     args = parser.parse_args()
@@ -227,8 +231,9 @@ def main() -> None:
             from tests.fixtures.packs import LOW_LATENCY, export_tiny_pack
 
             layout = LOW_LATENCY if args.layout == "low-latency" else {}
-            pack = export_tiny_pack(Path(tmp), size="small", name=f"small random voice, {args.layout} layout",
-                                    stateful=True, **layout)
+            pack = export_tiny_pack(Path(tmp), size="small", stateful=True, vocoder=args.vocoder,
+                                    name=f"small random voice, {args.layout} layout, {args.vocoder} vocoder",
+                                    **layout)
         manifest = load_manifest(pack)
         prefer = {"cpu": ("cpu",), "cuda": ("cuda", "cpu"), "tensorrt": ("tensorrt", "cuda", "cpu")}[args.provider]
         sessions = open_sessions(manifest, prefer, threads=args.threads)
