@@ -312,6 +312,34 @@ def test_vocoder_loss_falls(work, vocoder_ckpts):
     assert len(losses(vocoder_ckpts[1].parent / "metrics.csv", "train/loss_mel")) == 120
 
 
+def test_vocoder_learns_from_an_acoustic_models_own_mels(work, teacher_ckpt, capsys):
+    """--mels-from: the one-step mels of that acoustic model for every item are made once (the recorded
+    mel's length, not its values) and are what the vocoder is fed; a missing checkpoint is one sentence."""
+    from models.comosvc import load_official
+    from models.train.config import load_config
+    from models.train.dataset import VocoderItems, item_tensors, read_list, vocoder_item
+    from models.train.generated_mels import _item_seed, one_step_mel
+
+    common = ["--device", "cpu", "-q", *TINY, "--set", "vocoder_model.type=hn", "--set", "train.interval_val=2",
+              "--set", "env.expdir=fromacoustic"]
+    assert run_cli("vocoder", work, "--max-steps", 2, "--mels-from", teacher_ckpt, *common) == 0
+    mel_dir = work / "fromacoustic" / "vocoder" / "generated_mels"
+    for name in read_list(work, "train") + read_list(work, "val"):
+        made, recorded = vocoder_item(work, name, mel_dir)["mel"], vocoder_item(work, name)["mel"]
+        assert made.shape == recorded.shape and np.abs(made - recorded).mean() > 0.05
+    name = read_list(work, "train")[0]
+    loaded, cfg = load_official(teacher_ckpt), load_config(work / "config.yaml")
+    with torch.no_grad():
+        expected = one_step_mel(loaded.model.eval(), item_tensors(work, cfg, name), _item_seed(name))[0].numpy()
+    made = vocoder_item(work, name, mel_dir)["mel"]
+    np.testing.assert_allclose(made, expected, atol=1e-5)
+    fed = VocoderItems(work, [name], cfg["spk"], 0, len(made), mel_dir)[(0, 0)]["mel"].numpy()
+    np.testing.assert_array_equal(fed, made)
+    assert losses(work / "fromacoustic" / "vocoder" / "metrics.csv", "val/vocoder_mel_l1")
+    assert run_cli("vocoder", work, "--max-steps", 3, "--mels-from", work / "nowhere.pt", *common) == 2
+    assert "--mels-from" in capsys.readouterr().err
+
+
 def test_teacher_validation_renders_audio_with_a_trained_vocoder(work, vocoder_ckpts):
     """The build trains the vocoder before the teacher, so the teacher's validation has one to render
     its samples with (it once failed there: the vocoder's output still required grad)."""

@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("work_dir", type=Path)
         if name == "distill":
             q.add_argument("--teacher", help="teacher checkpoint model_<step>.pt (config.yaml beside it)")
+        if name == "vocoder":
+            q.add_argument("--mels-from", help="learn from this acoustic model's one-step mels of the items "
+                                               "(a teacher or student model_<step>.pt) instead of the recorded mels: "
+                                               "fine-tunes a vocoder for that model's output")
         q.add_argument("--init-from", help="start from this checkpoint (teacher/distill: a base model whose "
                                            "speakers are kept and WORK_DIR's new ones added; vocoder: an "
                                            "M4Singer .ckpt, openvpi model or hn_vocoder_<step>.ckpt)")
@@ -134,7 +138,7 @@ def run(args: argparse.Namespace) -> None:
     else:
         from models.train.vocoder_stage import VocoderStage
 
-        stage = VocoderStage(args.work_dir, cfg, d, args.init_from)
+        stage = VocoderStage(args.work_dir, cfg, d, args.init_from, args.mels_from)
     step = train(stage, args.max_steps, args.quiet)
     if d.main:
         print(f"{stage.name}: stopped at step {step}; checkpoints in {stage.folder}", file=sys.stderr)

@@ -92,17 +92,18 @@ class AcousticItems(_Items):
 
 
 class VocoderItems(_Items):
-    """Segments of `frames` frames: mel [T,80], f0 [T], audio [T·hop] (the same samples)."""
+    """Segments of `frames` frames: mel [T,80], f0 [T], audio [T·hop] (the same samples). With `mel_dir`
+    the mel is the acoustic model's of the item (`<mel_dir>/<name>.npy`, models/train/generated_mels.py)
+    instead of the recording's."""
 
-    keys = ("mel", "f0", "audio")
-
-    def __init__(self, work_dir: Path, names: list[str], speakers: dict[str, int], seed: int, frames: int) -> None:
+    def __init__(self, work_dir: Path, names: list[str], speakers: dict[str, int], seed: int, frames: int,
+                 mel_dir: Path | None = None) -> None:
         super().__init__(work_dir, names, speakers, seed)
-        self.frames = frames
+        self.frames, self.mel_dir = frames, mel_dir
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         index, epoch = key
-        item = load_item(self.work_dir, self.names[index], self.keys)
+        item = vocoder_item(self.work_dir, self.names[index], self.mel_dir)
         n = len(item["mel"])
         start = int(self._rng(index, epoch).integers(0, max(1, n - self.frames + 1)))
         end = start + self.frames
@@ -115,6 +116,23 @@ class VocoderItems(_Items):
             out["f0"] = torch.cat([out["f0"], out["f0"][-1:].expand(pad)])
             out["audio"] = torch.cat([out["audio"], torch.zeros(pad * HOP)])
         return out
+
+
+def vocoder_item(work_dir: Path, name: str, mel_dir: Path | None = None) -> dict[str, np.ndarray]:
+    """mel [T,80] (the recording's, or from `mel_dir`), f0 [T], uv [T], audio [T·hop] of a prepared item."""
+    item = load_item(work_dir, name, ("mel", "f0", "uv", "audio"))
+    if mel_dir is not None:
+        path = mel_dir / f"{name}.npy"
+        try:
+            mel = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise TrainError(f"generated mel {path} is unreadable ({exc}); delete {mel_dir} to make them again") \
+                from None
+        if mel.shape != item["mel"].shape:
+            raise TrainError(f"generated mel {path} has shape {mel.shape}, the item's mel {item['mel'].shape}; "
+                             f"delete {mel_dir} to make them again")
+        item["mel"] = mel
+    return item
 
 
 def _pad_frames(item: dict[str, torch.Tensor], frames: int) -> dict[str, torch.Tensor]:

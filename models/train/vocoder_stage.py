@@ -8,6 +8,10 @@ lambda_fm · feature matching (the harmonic-plus-noise vocoder has no discrimina
 trains with plain (folded) weights; its checkpoints are written in the weight-norm layout of its
 family (`models.vocoder.to_checkpoint_state`), the harmonic-plus-noise vocoder's as
 `hn_vocoder_<step>.ckpt`.
+
+`--mels-from CKPT` (an acoustic model's teacher or student checkpoint): the vocoder learns, and is
+validated, on that model's one-step mels of the items instead of the recorded ones (made once, kept in
+`<stage folder>/generated_mels`; models/train/generated_mels.py).
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import torch
 from models.checkpoints import CheckpointError
 from models.hn_vocoder import HarmonicNoiseVocoder, HNConfig
 from models.train.checkpoint_io import read_resume, write_hn_vocoder, write_vocoder
-from models.train.dataset import VocoderItems, load_item, read_list
+from models.train.dataset import VocoderItems, read_list, vocoder_item
 from models.train.discriminators import build_discriminators
 from models.train.errors import TrainError
 from models.train.logger import TrainLogger
@@ -70,8 +74,15 @@ def _load(path: str | Path, option: str) -> Vocoder:
 class VocoderStage(Stage):
     name = "vocoder"
 
-    def __init__(self, work_dir: Path, cfg: dict[str, Any], dist_: Dist, init_from: str | None = None) -> None:
+    def __init__(self, work_dir: Path, cfg: dict[str, Any], dist_: Dist, init_from: str | None = None,
+                 mels_from: str | None = None) -> None:
         super().__init__(work_dir, cfg, dist_)
+        self.mel_dir = None
+        if mels_from:
+            from models.train.generated_mels import write_generated_mels
+
+            self.mel_dir = write_generated_mels(work_dir, cfg, mels_from, self.folder / "generated_mels",
+                                                dist_.device)
         resumed = read_resume(self.folder)
         if resumed is not None:  # the checkpoint being resumed fixes layout and sizes
             generator = _load(resumed[1], "resume")
@@ -95,7 +106,7 @@ class VocoderStage(Stage):
     def dataset(self) -> tuple[VocoderItems, int]:
         v = self.cfg["vocoder_train"]
         ds = VocoderItems(self.work_dir, read_list(self.work_dir, "train"), self.cfg["spk"],
-                          int(self.cfg["train"]["seed"]), int(v["segment_frames"]))
+                          int(self.cfg["train"]["seed"]), int(v["segment_frames"]), self.mel_dir)
         return ds, int(v["batch_size"])
 
     def _excitation(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,10 +178,11 @@ class VocoderStage(Stage):
 
     @torch.no_grad()
     def validate(self, step: int, logger: TrainLogger) -> dict[str, float]:
-        """Resynthesise the validation items from their own mel and f0 (and seeded source noise, as the
-        engine feeds): mel L1 of the result, and how well its pitch (YIN) follows the f0 it was given —
-        a vocoder that learned to ignore its harmonic source keeps a good mel L1 but buzzes at the
-        frame rate whatever the f0."""
+        """Resynthesise the validation items from their mel (their own, or the acoustic model's with
+        --mels-from) and f0 (and seeded source noise, as the engine feeds): mel L1 of the result against
+        the recording's mel, and how well its pitch (YIN) follows the f0 it was given — a vocoder that
+        learned to ignore its harmonic source keeps a good mel L1 but buzzes at the frame rate whatever
+        the f0."""
         from models.audio import mel_spectrogram
         from models.pitch import f0_agreement, make_pitch_extractor
 
@@ -178,18 +190,20 @@ class VocoderStage(Stage):
         yin = make_pitch_extractor("yin")
         errors, corrs, cents = [], [], []
         for index, name in enumerate(read_list(self.work_dir, "val")[: int(self.cfg["train"]["val_items"])]):
-            item = load_item(self.work_dir, name, ("mel", "f0", "uv"))
+            item = vocoder_item(self.work_dir, name, self.mel_dir)
+            recorded = vocoder_item(self.work_dir, name)["mel"] if self.mel_dir is not None else item["mel"]
             mel = torch.from_numpy(item["mel"])[None].to(self.dist.device)
             f0 = torch.from_numpy(item["f0"].astype(np.float32))[None].to(self.dist.device)
             wav = self.generator(mel, f0, None, seeded_source_noise(self.generator, mel.shape[1], index, mel.device))
             resynth = mel_spectrogram(wav)
-            errors.append(float((resynth - mel).abs().mean()))
+            errors.append(float((resynth[0].cpu() - torch.from_numpy(recorded)).abs().mean()))
             audio = wav[0].float().cpu().numpy()
             rmse, corr = f0_agreement(yin.raw(audio)[0], item["f0"], item["uv"])
             corrs.append(corr)
             cents.append(rmse)
             logger.audio(step, f"audio/{name}", audio)
-            logger.mel_image(step, f"mel/{name}", {"ground truth": item["mel"], "vocoder": resynth[0].cpu().numpy()})
+            logger.mel_image(step, f"mel/{name}", {"ground truth": recorded, **(
+                {"vocoder input": item["mel"]} if self.mel_dir is not None else {}), "vocoder": resynth[0].cpu().numpy()})
         self.generator.train()
         if not errors:
             return {}
