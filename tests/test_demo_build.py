@@ -38,7 +38,7 @@ def test_a_failed_stage_stops_the_build_and_runs_again_next_time(tmp_path: Path)
     assert not (tmp_path / "build" / "teacher.done").exists() and (tmp_path / "build" / "vocoder.done").exists()
     calls.clear()
     ran = demo_build.build(tmp_path, tmp_path / "pack", dict(demo_build.PLAN), runner=_runner(calls), log=lambda m: None)
-    assert ran == ["teacher", "distill", "export"]
+    assert ran == ["teacher", "distill", "tune-vocoder", "export"]
 
 
 def test_another_plan_in_the_same_folder_is_refused(tmp_path: Path) -> None:
@@ -57,8 +57,9 @@ def test_a_folder_started_before_a_plan_name_existed_keeps_its_plan(tmp_path: Pa
     old = {k: v for k, v in demo_build.PLAN.items() if k not in demo_build.ADDED_TO_PLAN}
     (tmp_path / "build").mkdir()
     (tmp_path / "build" / "plan.json").write_text(json.dumps(old))
-    demo_build.check_plan(tmp_path, demo_build.plan_with(["vocoder_type=nsf-hifigan", "vocoder_lr=2e-4"]))
-    with pytest.raises(demo_build.BuildError, match="vocoder_lr, vocoder_type differ"):
+    demo_build.check_plan(tmp_path, demo_build.plan_with(["vocoder_type=nsf-hifigan", "vocoder_lr=2e-4",
+                                                          "vocoder_tune_steps=0"]))
+    with pytest.raises(demo_build.BuildError, match="vocoder_lr, vocoder_tune_steps, vocoder_type differ"):
         demo_build.check_plan(tmp_path, dict(demo_build.PLAN))
 
 
@@ -87,5 +88,10 @@ def test_cli_dry_run_lists_the_commands(tmp_path: Path, capsys) -> None:
     assert f"train.interval_force_save={demo_build.PLAN['checkpoint_every']}" in out and demo_build.PLAN["checkpoint_every"] < demo_build.PLAN["distill_steps"]
     assert not (tmp_path / "build" / "plan.json").exists()
     assert main(["build", str(tmp_path), "--set", "ppg_steps=lots", "--dry-run"]) == 2
+    assert main(["build", str(tmp_path), "--dry-run", "--only", "tune-vocoder"]) == 0
+    tune = capsys.readouterr().out      # the vocoder run continued, on the student's mels
+    total = demo_build.PLAN["vocoder_steps"] + demo_build.PLAN["vocoder_tune_steps"]
+    assert f"models.train vocoder {tmp_path}/train --max-steps {total}" in tune
+    assert f"--mels-from {tmp_path}/train/logs/como/model_<step>.pt" in tune
     assert main(["build", str(tmp_path), "--dry-run", "--only", "export", "--pack", "out/demo"]) == 0
     assert capsys.readouterr().out.strip().endswith(f"-m models.demo export {tmp_path} --pack out/demo")
