@@ -11,7 +11,6 @@ different checkpoint rewrites them.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import zlib
@@ -21,18 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.voicepack import sha256_file
 from models.train.dataset import item_tensors, read_list
 from models.train.errors import TrainError
 
 SOURCE_FILE = "source.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _item_seed(name: str) -> int:
@@ -62,7 +54,7 @@ def write_generated_mels(work_dir: Path, cfg: dict[str, Any], checkpoint: str | 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise TrainError(f"--mels-from {checkpoint}: no such file")
-    source = {"checkpoint": str(checkpoint.resolve()), "sha256": _sha256(checkpoint)}
+    source = {"checkpoint": str(checkpoint.resolve()), "sha256": sha256_file(checkpoint)}
     marker = folder / SOURCE_FILE
     if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == source:
         return folder
