@@ -27,6 +27,7 @@ not the weights. `StatefulVocoder` runs either kind on chunks with cached state.
 """
 from __future__ import annotations
 
+import abc
 import json
 import math
 import os
@@ -309,7 +310,7 @@ def fold_weight_norm(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch
     return out, origin
 
 
-class Vocoder(nn.Module):
+class Vocoder(nn.Module, abc.ABC):
     """The call interface of every vocoder (`NSFHiFiGAN`, `models.hn_vocoder.HarmonicNoiseVocoder`):
 
     forward(mel [B, T, num_mels] log10, f0 [B, T] Hz, phase [B, H+1] | None, noise [B, T·hop, H+1] | None)
@@ -333,9 +334,10 @@ class Vocoder(nn.Module):
             noise = mel.new_zeros(mel.shape[0], mel.shape[1] * self.hop_size, self.n_harmonics)
         return self.forward_stream(mel, f0, phase, noise)[0]
 
+    @abc.abstractmethod
     def forward_stream(self, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor,
                        noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """(wav [B, T·hop], phase_out [B, H+1]) with every input explicit; each vocoder's own synthesis."""
 
     def check_inputs(self, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor, noise: torch.Tensor) -> None:
         """ValueError unless mel [B, T, mels], f0 [B, T], phase [B, H+1], noise [B, T·hop, H+1] fit."""
