@@ -38,8 +38,7 @@ from exporters.parity import FP16_BOUND, FP32_BOUND, ParityError, ParityResult, 
 from models.comosvc import CoMoSVC, StatefulDecoder
 from models.content import ContentEncoder
 from models.streaming import StateSpec
-from models.hn_vocoder import HarmonicNoiseVocoder, StatefulHarmonicNoiseVocoder
-from models.vocoder import StatefulVocoder, Vocoder
+from models.vocoder import Vocoder
 
 POSITION = "position"
 ONE_SECOND_FRAMES = 188  # 24000 / 128, rounded up
@@ -143,8 +142,7 @@ def stateful_graphs(model: CoMoSVC, vocoder: Vocoder, decoder: GraphSpec, voc: G
     """The stateful decoder and vocoder (and PPG content encoder, when `encoder` is one) of a pack,
     streaming its whole-sequence specs."""
     dec_module = StatefulDecoder(model).eval()
-    stateful_vocoder = StatefulHarmonicNoiseVocoder if isinstance(vocoder, HarmonicNoiseVocoder) else StatefulVocoder
-    voc_module = stateful_vocoder(vocoder).eval()
+    voc_module = vocoder.stateful().eval()
     hop = vocoder.hop_size
     specs = [
         StatefulSpec("decoder_stateful", decoder, dec_module,

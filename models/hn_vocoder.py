@@ -267,6 +267,9 @@ class HarmonicNoiseVocoder(Vocoder):
         c = self.config
         return {"layout": LAYOUT, "sines": c.sines, "noise_bands": c.noise_bands, "noise_taps": c.noise_taps}
 
+    def stateful(self) -> StatefulHarmonicNoiseVocoder:
+        return StatefulHarmonicNoiseVocoder(self)
+
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self, step: int) -> dict[str, Any]:
         """The checkpoint object (plain data + tensors) of this vocoder at training step `step`."""

@@ -317,7 +317,7 @@ class Vocoder(nn.Module, abc.ABC):
       -> wav [B, T·hop]
     forward_stream(mel, f0, phase, noise) -> (wav [B, T·hop], phase_out [B, H+1])
     plus `sample_rate`, `hop_size`, `num_mels`, `n_harmonics` (H+1), `receptive_field`, `check_audio`,
-    `describe`; the voice pack's vocoder graphs are built from these alone."""
+    `describe`, `stateful`; the voice pack's vocoder graphs are built from these alone."""
 
     sample_rate: int
     hop_size: int
@@ -338,6 +338,10 @@ class Vocoder(nn.Module, abc.ABC):
     def forward_stream(self, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor,
                        noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(wav [B, T·hop], phase_out [B, H+1]) with every input explicit; each vocoder's own synthesis."""
+
+    @abc.abstractmethod
+    def stateful(self) -> nn.Module:
+        """This vocoder on chunks of new frames with cached state (exporters/stateful.py exports it)."""
 
     def check_inputs(self, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor, noise: torch.Tensor) -> None:
         """ValueError unless mel [B, T, mels], f0 [B, T], phase [B, H+1], noise [B, T·hop, H+1] fit."""
@@ -472,6 +476,9 @@ class NSFHiFiGAN(Vocoder):
     def describe(self) -> dict[str, Any]:
         """What the voice pack's manifest records about this network."""
         return {"layout": self.layout}
+
+    def stateful(self) -> StatefulVocoder:
+        return StatefulVocoder(self)
 
     def check_audio(self, sample_rate: int = MODEL_AUDIO[0], hop: int = MODEL_AUDIO[1],
                     n_mels: int = MODEL_AUDIO[2]) -> None:

@@ -136,7 +136,7 @@ def command_line(stage: Stage, work: Path, plan: dict[str, Any], pack: Path) -> 
 
 def check_plan(work: Path, plan: dict[str, Any]) -> None:
     """Write WORK/build/plan.json on the first run; afterwards it must equal `plan`. A name added to
-    PLAN after the folder was started counts as its default there (what that build ran with)."""
+    PLAN after the folder was started counts as the value that build ran with (`ADDED_TO_PLAN`)."""
     path = work / "build" / "plan.json"
     if path.exists():
         try:

@@ -122,17 +122,21 @@ def vocoder_item(work_dir: Path, name: str, mel_dir: Path | None = None) -> dict
     """mel [T,80] (the recording's, or from `mel_dir`), f0 [T], uv [T], audio [T·hop] of a prepared item."""
     item = load_item(work_dir, name, ("mel", "f0", "uv", "audio"))
     if mel_dir is not None:
-        path = mel_dir / f"{name}.npy"
-        try:
-            mel = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise TrainError(f"generated mel {path} is unreadable ({exc}); delete {mel_dir} to make them again") \
-                from None
-        if mel.shape != item["mel"].shape:
-            raise TrainError(f"generated mel {path} has shape {mel.shape}, the item's mel {item['mel'].shape}; "
-                             f"delete {mel_dir} to make them again")
-        item["mel"] = mel
+        item["mel"] = generated_mel(mel_dir, name, item["mel"].shape)
     return item
+
+
+def generated_mel(mel_dir: Path, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """`<mel_dir>/<name>.npy` (models/train/generated_mels.py), which must have the recorded mel's `shape`."""
+    path = mel_dir / f"{name}.npy"
+    try:
+        mel = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"generated mel {path} is unreadable ({exc}); delete {mel_dir} to make them again") from None
+    if mel.shape != shape:
+        raise TrainError(f"generated mel {path} has shape {mel.shape}, the item's mel {shape}; "
+                         f"delete {mel_dir} to make them again")
+    return mel
 
 
 def _pad_frames(item: dict[str, torch.Tensor], frames: int) -> dict[str, torch.Tensor]:

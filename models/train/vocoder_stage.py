@@ -24,7 +24,7 @@ import torch
 from models.checkpoints import CheckpointError
 from models.hn_vocoder import HarmonicNoiseVocoder, HNConfig
 from models.train.checkpoint_io import read_resume, write_hn_vocoder, write_vocoder
-from models.train.dataset import VocoderItems, read_list, vocoder_item
+from models.train.dataset import VocoderItems, generated_mel, read_list, vocoder_item
 from models.train.discriminators import build_discriminators
 from models.train.errors import TrainError
 from models.train.logger import TrainLogger
@@ -190,8 +190,10 @@ class VocoderStage(Stage):
         yin = make_pitch_extractor("yin")
         errors, corrs, cents = [], [], []
         for index, name in enumerate(read_list(self.work_dir, "val")[: int(self.cfg["train"]["val_items"])]):
-            item = vocoder_item(self.work_dir, name, self.mel_dir)
-            recorded = vocoder_item(self.work_dir, name)["mel"] if self.mel_dir is not None else item["mel"]
+            item = vocoder_item(self.work_dir, name)
+            recorded = item["mel"]
+            if self.mel_dir is not None:
+                item["mel"] = generated_mel(self.mel_dir, name, recorded.shape)
             mel = torch.from_numpy(item["mel"])[None].to(self.dist.device)
             f0 = torch.from_numpy(item["f0"].astype(np.float32))[None].to(self.dist.device)
             wav = self.generator(mel, f0, None, seeded_source_noise(self.generator, mel.shape[1], index, mel.device))
