@@ -620,12 +620,12 @@ class RealtimeRunner:
         return max(0.0, self._clock() - float(times[first]))
 
     def _tighten(self) -> None:
-        """Worker, once: lower the budget to what the running blocks' ready delays need (after
-        their input, with sound), if that saves a quarter of it or more (the warm-up's few blocks
-        may have caught a slow moment)."""
+        """Worker, once: lower the budget to what the slowest of the running blocks' ready delays
+        needs (after their input, with sound; see `engine.budget`), if that saves a quarter of it or
+        more (the warm-up's few blocks may have caught a slow moment)."""
         self._tighten_at = 0
         assert self.adaptive is not None
-        new = self.adaptive.safe(self._ready_sounding.values())
+        new = self.adaptive.safe(self._ready_sounding.values(), percentile=100.0)
         if new > 0.75 * self.budget:
             return
         old = self.budget
