@@ -57,9 +57,12 @@ def test_a_folder_started_before_a_plan_name_existed_keeps_its_plan(tmp_path: Pa
     old = {k: v for k, v in demo_build.PLAN.items() if k not in demo_build.ADDED_TO_PLAN}
     (tmp_path / "build").mkdir()
     (tmp_path / "build" / "plan.json").write_text(json.dumps(old))
-    demo_build.check_plan(tmp_path, demo_build.plan_with(["vocoder_type=nsf-hifigan", "vocoder_lr=2e-4",
-                                                          "vocoder_tune_steps=0"]))
-    with pytest.raises(demo_build.BuildError, match="vocoder_lr, vocoder_tune_steps, vocoder_type differ"):
+    then = demo_build.plan_with([f"{k}={json.dumps(v)}" for k, v in demo_build.ADDED_TO_PLAN.items()])
+    assert then["vocoder_type"] == "nsf-hifigan" and then["teacher_prior_steps"] == 0
+    demo_build.check_plan(tmp_path, then)
+    differ = ", ".join(sorted(k for k, v in demo_build.ADDED_TO_PLAN.items() if demo_build.PLAN[k] != v))
+    assert "vocoder_type" in differ and "teacher_prior_steps" in differ
+    with pytest.raises(demo_build.BuildError, match=f"{differ} differ"):
         demo_build.check_plan(tmp_path, dict(demo_build.PLAN))
 
 
@@ -85,7 +88,11 @@ def test_cli_dry_run_lists_the_commands(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "data:" in out and "prepare:" in out and "teacher" not in out
     # the training stages checkpoint often enough that a stopped build loses minutes, not the stage
-    assert f"train.interval_force_save={demo_build.PLAN['checkpoint_every']}" in out and demo_build.PLAN["checkpoint_every"] < demo_build.PLAN["distill_steps"]
+    assert f"train.interval_force_save={demo_build.PLAN['checkpoint_every']}" in out and demo_build.PLAN["checkpoint_every"] < demo_build.PLAN["teacher_steps"]
+    # the acoustic network: one-step regression for all its steps, shipped as the student as it is
+    assert f"train.prior_steps={demo_build.PLAN['teacher_steps']}" in out and "train.lr=0.001" in out
+    assert main(["build", str(tmp_path), "--dry-run", "--only", "distill"]) == 0
+    assert "models.train distill" in (distill := capsys.readouterr().out) and "--max-steps 0 " in distill
     assert not (tmp_path / "build" / "plan.json").exists()
     assert main(["build", str(tmp_path), "--set", "ppg_steps=lots", "--dry-run"]) == 2
     assert main(["build", str(tmp_path), "--dry-run", "--only", "tune-vocoder"]) == 0

@@ -272,6 +272,35 @@ def test_interrupted_run_resumes_with_same_steps_and_loss_curve(work):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_stage_continues_from_its_weights_alone(work, vocoder_ckpts, capsys):
+    """Committed weights (no resume.pt) copied into a new folder: the stage continues at their step,
+    with its learning-rate schedule where that step has it, and says so."""
+    import shutil
+
+    common = ["--device", "cpu", "-q", *TINY, "--set", "train.decay_step=2", "--set", "train.interval_force_save=3"]
+    assert run_cli("teacher", work, "--max-steps", 5, "--set", "env.expdir=straight5", *common) == 0
+    continued = work / "continued" / "teacher"
+    continued.mkdir(parents=True)
+    for name in ("model_3.pt", "config.yaml"):        # what weights/demo/teacher holds
+        shutil.copy(work / "straight5" / "teacher" / name, continued)
+    capsys.readouterr()
+    assert run_cli("teacher", work, "--max-steps", 5, "--set", "env.expdir=continued", *common) == 0
+    assert "continuing from the weights of step 3 (model_3.pt) with a fresh optimiser" in capsys.readouterr().err
+    rows, straight = read_metrics(continued / "metrics.csv"), read_metrics(work / "straight5" / "teacher" / "metrics.csv")
+    lr = lambda rs: [(r["step"], r["value"]) for r in rs if r["name"] == "train/lr"]   # noqa: E731
+    assert [r["step"] for r in rows if r["name"] == "train/loss"] == [4, 5]
+    assert lr(rows) == lr(straight)[3:] and lr(rows)[0][1] < lr(straight)[0][1]     # halved twice by step 4
+    # the vocoder: its checkpoint (with config.yaml beside it, as written) continues too
+    folder = work / "voc_continued" / "vocoder"
+    folder.mkdir(parents=True)
+    for f in (vocoder_ckpts[1], vocoder_ckpts[1].parent / "config.yaml"):
+        shutil.copy(f, folder)
+    assert run_cli("vocoder", work, "--max-steps", 122, "--device", "cpu", "-q", *TINY,
+                   "--set", "env.expdir=voc_continued", "--set", "train.interval_val=1000") == 0
+    assert "continuing from the weights of step 120" in capsys.readouterr().err
+    assert (folder / "model_ckpt_steps_122.ckpt").is_file()
+
+
 def test_distillation_loss_falls_and_student_moves_towards_the_teacher(work, teacher_ckpt, student_ckpt):
     from models.comosvc import load_official
     from models.train.config import load_config
@@ -292,6 +321,30 @@ def test_distillation_loss_falls_and_student_moves_towards_the_teacher(work, tea
             at_init.append(float((teacher.model.infer_mel(*args, steps=1) - reference).abs().mean()))
             trained.append(float((student.model.infer_mel(*args, steps=1) - reference).abs().mean()))
     assert np.mean(trained) < np.mean(at_init)
+
+
+def test_distill_with_zero_steps_makes_the_teacher_the_one_step_student(work, teacher_ckpt, capsys):
+    """`distill --max-steps 0` (the demo plan's student): a student checkpoint of step 0 whose one-step
+    sample is the teacher's, validated once; a negative count is one sentence."""
+    from models.comosvc import load_official
+    from models.train.config import load_config
+    from models.train.dataset import item_tensors, read_list
+
+    assert run_cli("distill", work, "--teacher", teacher_ckpt, "--max-steps", 0, "--device", "cpu", "-q", *TINY,
+                   "--set", "env.expdir=zero") == 0
+    folder = work / "zero" / "como"
+    assert sorted(p.name for p in folder.glob("model_*.pt")) == ["model_0.pt"]
+    teacher, student = load_official(teacher_ckpt), load_official(folder / "model_0.pt")
+    assert student.kind == "student"
+    cfg = load_config(work / "config.yaml")
+    f = item_tensors(work, cfg, read_list(work, "val")[0])
+    noise = torch.randn(f["mel"].shape, generator=torch.Generator().manual_seed(0))
+    args = (f["units"], f["f0"], f["volume"], f["speaker"], noise)
+    with torch.no_grad():
+        assert torch.equal(student.model.infer_mel(*args, steps=1), teacher.model.infer_mel(*args, steps=1))
+    assert len(losses(folder / "metrics.csv", "val/student_mel_l1")) == 1
+    assert run_cli("distill", work, "--teacher", teacher_ckpt, "--max-steps", -1, "-q") == 2
+    assert "--max-steps must be >= 0, got -1" in capsys.readouterr().err
 
 
 def test_vocoder_loss_falls(work, vocoder_ckpts):

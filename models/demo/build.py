@@ -43,8 +43,20 @@ PLAN: dict[str, Any] = {
     "vocoder_type": "hn",
     "vocoder_lr": 1e-3,
     "vocoder_tune_steps": 600,     # then on the student's own mels (`vocoder --mels-from`); probe: DistillMOS 1.57 -> 1.81
-    "teacher_steps": 1800,
-    "distill_steps": 1200,
+    # The acoustic network is trained by one-step regression (`train.prior_steps` = all its steps:
+    # L1 of D(sigma_max eps) on the mel, lr 1e-3 halved every `teacher_lr_half_life` steps, batch 16)
+    # and shipped as the one-step student as it is (`distill --max-steps 0`). Measured on 2 CPU cores
+    # (docs/demo-voice.md, sixth session): one-step mel L1 0.34 after 1,000-1,400 regression steps,
+    # against 0.65 for an EDM teacher of 1,800 steps (0.61 for its distilled student); distilling from
+    # the regressed network moved the student away from it (0.38 -> 0.49 in 300 steps), and EDM
+    # training after it did not make its low-noise regime converge. `--set distill_steps=N` with
+    # `teacher_prior_steps` below `teacher_steps` is the paper's recipe, for a GPU.
+    "teacher_steps": 2400,
+    "teacher_prior_steps": 2400,
+    "teacher_lr": 1e-3,
+    "teacher_batch_size": 16,
+    "teacher_lr_half_life": 800,
+    "distill_steps": 0,
     "decoder_right_context": 0,    # mel frames of lookahead of the decoder (student)
     "vocoder_right_context": 0,
     "size": "demo",
@@ -53,7 +65,9 @@ PLAN: dict[str, Any] = {
     "checkpoint_every": 100,       # steps between the vocoder/teacher/student checkpoints a stopped stage resumes from
 }
 #: PLAN names added after the first builds (their plan.json files lack them): the value those builds used
-ADDED_TO_PLAN: dict[str, Any] = {"vocoder_type": "nsf-hifigan", "vocoder_lr": 2e-4, "vocoder_tune_steps": 0}
+ADDED_TO_PLAN: dict[str, Any] = {"vocoder_type": "nsf-hifigan", "vocoder_lr": 2e-4, "vocoder_tune_steps": 0,
+                                 "teacher_prior_steps": 0, "teacher_lr": 1e-4, "teacher_batch_size": 48,
+                                 "teacher_lr_half_life": 100000}
 STAGES = ("data", "ppg", "targets", "prepare", "vocoder", "teacher", "distill", "tune-vocoder", "export")
 
 
@@ -72,15 +86,11 @@ def _train(command: str, plan: dict[str, Any], steps: int, *extra: str) -> list[
             "--threads", str(plan["threads"]), "-q", *extra]
 
 
-def newest_model(folder: Path) -> Path | None:
-    """The highest-step model_<step>.pt in `folder`, or None."""
-    steps = {int(p.stem[6:]): p for p in folder.glob("model_*.pt") if p.stem[6:].isdigit()}
-    return steps[max(steps)] if steps else None
-
-
 def _newest(folder: Path) -> str:
     """The highest-step model_<step>.pt in `folder` (a placeholder before the stage has run)."""
-    return str(newest_model(folder) or folder / "model_<step>.pt")
+    from models.train.checkpoint_io import newest_acoustic
+
+    return str(newest_acoustic(folder) or folder / "model_<step>.pt")
 
 
 STAGE_LIST = (
@@ -98,6 +108,10 @@ STAGE_LIST = (
                                       "--set", f"vocoder_model.right_context={p['vocoder_right_context']}",
                                       "--set", f"vocoder_model.type={p['vocoder_type']}",
                                       "--set", f"vocoder_train.lr={p['vocoder_lr']}",
+                                      "--set", f"train.prior_steps={p['teacher_prior_steps']}",
+                                      "--set", f"train.lr={p['teacher_lr']}",
+                                      "--set", f"train.batch_size={p['teacher_batch_size']}",
+                                      "--set", f"train.decay_step={p['teacher_lr_half_life']}",
                                       "--set", f"train.interval_force_save={p['checkpoint_every']}"]),
     Stage("vocoder", lambda w, p, k: _train("vocoder", p, p["vocoder_steps"])),
     Stage("teacher", lambda w, p, k: _train("teacher", p, p["teacher_steps"])),

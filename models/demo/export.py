@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.voicepack import NOTICE_NAME
-from models.demo.build import newest_model
 from models.demo.data import DataError
 from models.demo.sources import pack_notice
 from models.demo.targets import TARGET_VOICES, display_name
@@ -29,9 +28,9 @@ PACK_NAME = "CoMo demo voices"
 
 def export_argv(work: Path, pack: Path, notice: Path) -> list[str]:
     """The exporter's arguments for the pack of `work`; a `DataError` names what the folder still lacks."""
-    from models.train.checkpoint_io import newest_vocoder
+    from models.train.checkpoint_io import newest_acoustic, newest_vocoder
 
-    student = newest_model(work / "train" / "logs" / "como")
+    student = newest_acoustic(work / "train" / "logs" / "como")
     vocoder = newest_vocoder(work / "train" / "logs" / "vocoder")
     content = work / "ppg" / "ppg.pt"
     firsts = {voice: min((work / "targets" / voice).glob("*.flac"), default=None) for voice in TARGET_VOICES}

@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--init-from", help="start from this checkpoint (teacher/distill: a base model whose "
                                            "speakers are kept and WORK_DIR's new ones added; vocoder: an "
                                            "M4Singer .ckpt, openvpi model or hn_vocoder_<step>.ckpt)")
-        q.add_argument("--max-steps", type=int, help="stop at this total step count, with a checkpoint")
+        q.add_argument("--max-steps", type=int, help="stop at this total step count, with a checkpoint (0: the initial weights; "
+                            "for distill, the teacher as the one-step student)")
         q.add_argument("--device", help="cpu, cuda (default: cuda when available)")
         common(q)
 
@@ -75,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if getattr(args, "max_steps", None) is not None and args.max_steps < 1:
-        raise TrainError(f"--max-steps must be >= 1, got {args.max_steps}")
+    if getattr(args, "max_steps", None) is not None and args.max_steps < 0:
+        raise TrainError(f"--max-steps must be >= 0, got {args.max_steps}")
     if args.threads is not None and args.threads < 1:
         raise TrainError(f"--threads must be >= 1, got {args.threads}")
     if getattr(args, "workers", 1) < 1:

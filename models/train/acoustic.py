@@ -17,7 +17,7 @@ import torch
 from models.audio import HOP
 from models.checkpoints import CheckpointError, load_yaml
 from models.comosvc import CoMoSVC, LoadedModel, load_official, model_from_config
-from models.train.checkpoint_io import newest_vocoder, read_resume, write_acoustic
+from models.train.checkpoint_io import newest_acoustic, newest_vocoder, read_resume, write_acoustic
 from models.train.dataset import AcousticItems, content_rate, item_tensors, read_list
 from models.train.distill import DistillObjective
 from models.train.errors import TrainError
@@ -84,8 +84,10 @@ class AcousticStage(Stage):
         return self.objective.model
 
     def resumed_config(self) -> dict[str, Any] | None:
-        """The config.yaml beside this stage's checkpoints when it will resume (sizes, speakers)."""
-        if read_resume(self.folder) is None:
+        """The config.yaml beside this stage's checkpoints when it will resume (sizes, speakers); from
+        weights alone without one (committed weights copied in), WORK's."""
+        if read_resume(self.folder) is None and (newest_acoustic(self.folder) is None
+                                                 or not (self.folder / "config.yaml").is_file()):
             return None
         try:
             saved = load_yaml(self.folder / "config.yaml")
@@ -124,6 +126,17 @@ class AcousticStage(Stage):
 
     def state(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def newest_weights(self) -> Path | None:
+        return newest_acoustic(self.folder)
+
+    def restart_at(self, step: int) -> None:
+        """The StepLR schedule where `step` has it (the optimiser's moments start from zero)."""
+        t = self.cfg["train"]
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * float(t["gamma"]) ** (step // int(t["decay_step"]))
+        self.scheduler.last_epoch = step
+        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])

@@ -80,12 +80,21 @@ def read_resume(folder: Path) -> tuple[int, Path, dict[str, Any]] | None:
     return int(obj["step"]), weights, obj["state"]
 
 
+def weights_step(path: Path) -> int | None:
+    """The step in a weights file's name (model_<step>.pt, model_ckpt_steps_<step>.ckpt, model_<step>,
+    hn_vocoder_<step>.ckpt), or None."""
+    tail = path.name.removesuffix(".ckpt").removesuffix(".pt").rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
 def newest_vocoder(folder: Path) -> Path | None:
     """The highest-step vocoder checkpoint `write_vocoder` left in `folder` (either layout), or None."""
-    def step(path: Path) -> int | None:
-        tail = path.name.removesuffix(".ckpt").rsplit("_", 1)[-1]
-        return int(tail) if tail.isdigit() else None
-
     found = [p for p in list(folder.glob("model_ckpt_steps_*.ckpt")) + list(folder.glob("model_*"))
-             + list(folder.glob("hn_vocoder_*.ckpt")) if step(p) is not None and p.suffix in ("", ".ckpt")]
-    return max(found, key=step, default=None)
+             + list(folder.glob("hn_vocoder_*.ckpt")) if weights_step(p) is not None and p.suffix in ("", ".ckpt")]
+    return max(found, key=weights_step, default=None)
+
+
+def newest_acoustic(folder: Path) -> Path | None:
+    """The highest-step model_<step>.pt `write_acoustic` left in `folder`, or None."""
+    found = [p for p in folder.glob("model_*.pt") if weights_step(p) is not None]
+    return max(found, key=weights_step, default=None)

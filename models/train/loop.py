@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from models.train.checkpoint_io import read_resume, write_resume
+from models.train.checkpoint_io import RESUME_NAME, read_resume, weights_step, write_resume
 from models.train.dataset import StepBatches, collate
 from models.train.errors import TrainError
 from models.train.logger import TrainLogger
@@ -115,6 +115,14 @@ class Stage(abc.ABC):
         """Load weights written by `write_weights` (resume)."""
 
     @abc.abstractmethod
+    def newest_weights(self) -> Path | None:
+        """The highest-step weights file `write_weights` left in the folder, or None."""
+
+    def restart_at(self, step: int) -> None:
+        """Continue at `step` from weights alone (no resume.pt: committed weights, a lost state): the
+        optimisers start afresh; a subclass puts its schedules where `step` has them."""
+
+    @abc.abstractmethod
     def state(self) -> dict[str, Any]:
         """Everything besides the weights that resuming needs (optimisers, schedulers, ...)."""
 
@@ -134,6 +142,7 @@ class Stage(abc.ABC):
 
 def run(stage: Stage, max_steps: int | None, quiet: bool = False) -> int:
     """Train until `max_steps` (total, counted from the stage's start) or forever; returns the last step.
+    `max_steps` 0 on a fresh folder writes (and validates) the initial weights as step 0.
 
     Ctrl-C writes a checkpoint of the current step before re-raising KeyboardInterrupt."""
     from tqdm import tqdm
@@ -142,15 +151,34 @@ def run(stage: Stage, max_steps: int | None, quiet: bool = False) -> int:
     seed = int(cfg["train"]["seed"])
     step = 0
     resumed = read_resume(stage.folder)
+    weights_only = stage.newest_weights() if resumed is None else None
     if resumed is not None:
         step, weights, state = resumed
         stage.load_weights(weights)
         stage.load_state(state)
+    elif weights_only is not None:
+        # e.g. a stage's committed weights copied into a new WORK: the next session continues them
+        step = weights_step(weights_only) or 0
+        stage.load_weights(weights_only)
+        stage.restart_at(step)
     logger = TrainLogger(stage.folder) if d.main else None
     if logger is not None:
         logger.resume_at(step)
         if resumed is not None and not quiet:
             print(f"{stage.name}: resuming from step {step} ({resumed[1].name})", file=sys.stderr)
+        if weights_only is not None:
+            print(f"{stage.name}: no {RESUME_NAME} in {stage.folder}: continuing from the weights of step {step} "
+                  f"({weights_only.name}) with a fresh optimiser", file=sys.stderr)
+    if max_steps == 0 and resumed is None and weights_only is None:
+        # The initial weights as the stage's checkpoint: for `distill`, the teacher as a one-step
+        # student (its sample at sigma_max), the demo plan's student when distillation would only
+        # pull it away from a regression-trained teacher (docs/demo-voice.md).
+        if d.main:
+            stage.save(0)
+            if logger is not None:
+                logger.scalars(0, stage.validate(0, logger))
+                logger.close()
+        return 0
     if max_steps is not None and step >= max_steps:
         if not quiet and d.main:
             print(f"{stage.name}: already at step {step} >= --max-steps {max_steps}; nothing to do", file=sys.stderr)

@@ -23,7 +23,7 @@ import torch
 
 from models.checkpoints import CheckpointError
 from models.hn_vocoder import HarmonicNoiseVocoder, HNConfig
-from models.train.checkpoint_io import read_resume, write_hn_vocoder, write_vocoder
+from models.train.checkpoint_io import newest_vocoder, read_resume, write_hn_vocoder, write_vocoder
 from models.train.dataset import VocoderItems, generated_mel, read_list, vocoder_item
 from models.train.discriminators import build_discriminators
 from models.train.errors import TrainError
@@ -84,8 +84,9 @@ class VocoderStage(Stage):
             self.mel_dir = write_generated_mels(work_dir, cfg, mels_from, self.folder / "generated_mels",
                                                 dist_.device)
         resumed = read_resume(self.folder)
-        if resumed is not None:  # the checkpoint being resumed fixes layout and sizes
-            generator = _load(resumed[1], "resume")
+        weights = resumed[1] if resumed is not None else newest_vocoder(self.folder)
+        if weights is not None:  # the checkpoint being resumed fixes layout and sizes
+            generator = _load(weights, "resume")
         elif init_from:
             generator = _load(init_from, "--init-from")
         else:
@@ -163,6 +164,9 @@ class VocoderStage(Stage):
 
     def load_weights(self, path: Path) -> None:
         self.generator.load_state_dict(_load(path, "resume").state_dict())
+
+    def newest_weights(self) -> Path | None:
+        return newest_vocoder(self.folder)
 
     def state(self) -> dict[str, Any]:
         if not self.adversarial:
