@@ -100,5 +100,6 @@ def test_cli_dry_run_lists_the_commands(tmp_path: Path, capsys) -> None:
     total = demo_build.PLAN["vocoder_steps"] + demo_build.PLAN["vocoder_tune_steps"]
     assert f"models.train vocoder {tmp_path}/train --max-steps {total}" in tune
     assert f"--mels-from {tmp_path}/train/logs/como/model_<step>.pt" in tune
+    assert f"--set vocoder_train.lr={demo_build.PLAN['vocoder_tune_lr']}" in tune
     assert main(["build", str(tmp_path), "--dry-run", "--only", "export", "--pack", "out/demo"]) == 0
     assert capsys.readouterr().out.strip().endswith(f"-m models.demo export {tmp_path} --pack out/demo")

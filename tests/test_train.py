@@ -299,6 +299,12 @@ def test_a_stage_continues_from_its_weights_alone(work, vocoder_ckpts, capsys):
                    "--set", "env.expdir=voc_continued", "--set", "train.interval_val=1000") == 0
     assert "continuing from the weights of step 120" in capsys.readouterr().err
     assert (folder / "model_ckpt_steps_122.ckpt").is_file()
+    # resumed with its optimiser state, a vocoder run takes the learning rate it is given now
+    # (the demo plan's tune-vocoder stage continues the vocoder run at a lower rate)
+    assert run_cli("vocoder", work, "--max-steps", 123, "--device", "cpu", "-q", *TINY, "--set", "vocoder_train.lr=3e-5",
+                   "--set", "env.expdir=voc_continued", "--set", "train.interval_val=1000") == 0
+    lrs = [(r["step"], r["value"]) for r in read_metrics(folder / "metrics.csv") if r["name"] == "train/lr"]
+    assert lrs[-1] == (123, pytest.approx(3e-5)) and lrs[-2][1] != pytest.approx(3e-5)
 
 
 def test_distillation_loss_falls_and_student_moves_towards_the_teacher(work, teacher_ckpt, student_ckpt):

@@ -153,7 +153,8 @@ class VocoderStage(Stage):
                 g_loss = g_loss + l_adv + float(v["lambda_fm"]) * l_fm
                 scalars.update(loss_adv=float(l_adv.detach()), loss_fm=float(l_fm.detach()))
         self.precision.step(g_loss, self.opt_g)
-        scalars.update(loss=float(g_loss.detach()), loss_mel=float(l_mel.detach()), loss_stft=float(l_stft.detach()))
+        scalars.update(loss=float(g_loss.detach()), loss_mel=float(l_mel.detach()), loss_stft=float(l_stft.detach()),
+                       lr=float(self.opt_g.param_groups[0]["lr"]))
         return scalars
 
     def write_weights(self, step: int) -> Path:
@@ -175,10 +176,18 @@ class VocoderStage(Stage):
                 "opt_d": self.opt_d.state_dict()}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """The optimisers' moments as saved, at the config's learning rate (the vocoder has no
+        schedule: a run continued with another `--set vocoder_train.lr` uses it, e.g. the demo plan's
+        tune-vocoder stage)."""
         self.opt_g.load_state_dict(state["opt_g"])
+        optimisers = [self.opt_g]
         if self.adversarial:
             self.discriminators.load_state_dict(state["discriminators"])
             self.opt_d.load_state_dict(state["opt_d"])
+            optimisers.append(self.opt_d)
+        for opt in optimisers:
+            for group in opt.param_groups:
+                group["lr"] = float(self.cfg["vocoder_train"]["lr"])
 
     @torch.no_grad()
     def validate(self, step: int, logger: TrainLogger) -> dict[str, float]:
