@@ -33,6 +33,10 @@ FAST = OPEN.with_changes(block_ms=20.0, compute_budget_ms=0.0)
 # what this case checks (the measured latency against the reported one through real devices is).
 FAST_FIXED = OPEN.with_changes(block_ms=20.0, compute_budget_ms=20.0)
 TOLERANCE_MS = 15.0
+# Runs of one case at most, while the engine records a disturbance (see the test below). In CI a
+# whole-machine stall (a driver underflow and a late block at the same instant, with the callbacks
+# and the worker at real-time priority) hit one 24 s run in two on a shared 2-core machine.
+ATTEMPTS = 3
 
 
 def passthrough(settings: Settings) -> DspCore:
@@ -273,7 +277,7 @@ def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, secon
     if isinstance(voice, str) and voice.startswith("fixture:"):
         voice = str(request.getfixturevalue(voice.split(":", 1)[1]))
     x = voiced(seconds)
-    for attempt in (1, 2):
+    for attempt in range(1, ATTEMPTS + 1):
         folder = tmp_path / str(attempt)
         folder.mkdir()
         meter, st, session, history = run_through_engine(pulse, folder, voice, x, settings=settings,
@@ -289,10 +293,10 @@ def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, secon
               f"{st.xruns.describe()}; breakdown {dict((k, round(v, 1)) for k, v in st.latency.as_ms().items())}; "
               f"engine's account: {disturbance(st) or 'undisturbed'}; budget {st.block_budget_ms} ms "
               f"({st.budget_note}); compute p50/p99 {st.compute_p50_ms}/{st.compute_p99_ms} ms; notes {st.notes}")
-        if (clean.sum() >= seconds // 2 - 2 and not st.underruns) or attempt == 2:
+        if (clean.sum() >= seconds // 2 - 2 and not st.underruns) or attempt == ATTEMPTS:
             break
         # More than a single xrun's worth of windows lost, or a block late on a machine busy with
-        # other work: not evidence either way, run again once (and assert the second run strictly).
+        # other work: not evidence either way, run again (and assert the last run strictly).
         print(f"repeat: {disturbance(st)}")
     assert st.state == "running" and st.error is None
     assert st.underruns == 0, f"{st.underruns} underruns"
