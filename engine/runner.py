@@ -381,7 +381,7 @@ class RealtimeRunner:
         # alone: the worker's wake-up, a second chunk batched behind the first, a moment without
         # the CPU all count against the budget (from compute times alone it set 10.6-12.9 ms for
         # the built-in voice at 20 ms blocks, and half of the 20 s runs then had a late block).
-        self._ready_sounding = _Window(stats_window)
+        self._slowest_ready: float | None = None     # of the blocks with sound, since the start
         self._sounding_blocks = 0
         self._arrival_pos = np.zeros(64, np.int64)    # input end after each of the last 64 pushes
         self._arrival_t = np.zeros(64, np.float64)    # ... and when (on `clock`)
@@ -574,7 +574,7 @@ class RealtimeRunner:
                         self._compute.add(acc_t / blocks)
                     ready = self._ready_delay(k + self.chunk)   # the batch's first chunk waited longest
                     if sounding and ready is not None:
-                        self._ready_sounding.add(ready)
+                        self._slowest_ready = max(ready, self._slowest_ready or 0.0)
                     self.blocks_processed += blocks
                     self._sounding_blocks += blocks if sounding else 0
                     acc_t, acc_n = acc_t * (acc_n % self.block_size) / acc_n, acc_n % self.block_size
@@ -625,7 +625,7 @@ class RealtimeRunner:
         more (the warm-up's few blocks may have caught a slow moment)."""
         self._tighten_at = 0
         assert self.adaptive is not None
-        new = self.adaptive.safe(self._ready_sounding.values(), percentile=100.0)
+        new = self.adaptive.safe([] if self._slowest_ready is None else [self._slowest_ready], percentile=100.0)
         if new > 0.75 * self.budget:
             return
         old = self.budget

@@ -54,10 +54,12 @@ def test_a_folder_started_before_a_plan_name_existed_keeps_its_plan(tmp_path: Pa
     the values of before (NSF-HiFiGAN), whatever today's defaults are."""
     import json
 
-    old = {k: v for k, v in demo_build.PLAN.items() if k not in demo_build.ADDED_TO_PLAN}
+    # (those builds distilled a student: 1,200 steps)
+    old = {k: v for k, v in demo_build.PLAN.items() if k not in demo_build.ADDED_TO_PLAN} | {"distill_steps": 1200}
     (tmp_path / "build").mkdir()
     (tmp_path / "build" / "plan.json").write_text(json.dumps(old))
-    then = demo_build.plan_with([f"{k}={json.dumps(v)}" for k, v in demo_build.ADDED_TO_PLAN.items()])
+    then = demo_build.plan_with([f"{k}={json.dumps(v)}" for k, v in demo_build.ADDED_TO_PLAN.items()]
+                                + ["distill_steps=1200"])
     assert then["vocoder_type"] == "nsf-hifigan" and then["teacher_prior_steps"] == 0
     demo_build.check_plan(tmp_path, then)
     differ = ", ".join(sorted(k for k, v in demo_build.ADDED_TO_PLAN.items() if demo_build.PLAN[k] != v))
@@ -78,7 +80,8 @@ def test_the_plan_trains_the_harmonic_plus_noise_vocoder_and_can_choose_nsf_hifi
 
 def test_plan_changes_are_checked() -> None:
     assert demo_build.plan_with(["ppg_steps=12", "data_minutes=5"])["data_minutes"] == 5
-    for bad in ("ppg_steps=many", "nonsense=1", "ppg_steps"):
+    # a longer teacher alone would end in EDM steps that the shipped one-step network never had
+    for bad in ("ppg_steps=many", "nonsense=1", "ppg_steps", "teacher_steps=3000"):
         with pytest.raises(demo_build.BuildError):
             demo_build.plan_with([bad])
 
@@ -90,7 +93,8 @@ def test_cli_dry_run_lists_the_commands(tmp_path: Path, capsys) -> None:
     # the training stages checkpoint often enough that a stopped build loses minutes, not the stage
     assert f"train.interval_force_save={demo_build.PLAN['checkpoint_every']}" in out and demo_build.PLAN["checkpoint_every"] < demo_build.PLAN["teacher_steps"]
     # the acoustic network: one-step regression for all its steps, shipped as the student as it is
-    assert f"train.prior_steps={demo_build.PLAN['teacher_steps']}" in out and "train.lr=0.001" in out
+    assert demo_build.PLAN["teacher_prior_steps"] == demo_build.PLAN["teacher_steps"]
+    assert f"train.prior_steps={demo_build.PLAN['teacher_prior_steps']}" in out and "train.lr=0.001" in out
     assert main(["build", str(tmp_path), "--dry-run", "--only", "distill"]) == 0
     assert "models.train distill" in (distill := capsys.readouterr().out) and "--max-steps 0 " in distill
     assert not (tmp_path / "build" / "plan.json").exists()

@@ -290,6 +290,17 @@ def test_a_stage_continues_from_its_weights_alone(work, vocoder_ckpts, capsys):
     lr = lambda rs: [(r["step"], r["value"]) for r in rs if r["name"] == "train/lr"]   # noqa: E731
     assert [r["step"] for r in rows if r["name"] == "train/loss"] == [4, 5]
     assert lr(rows) == lr(straight)[3:] and lr(rows)[0][1] < lr(straight)[0][1]     # halved twice by step 4
+    # the weights were loaded: step 4's loss (before its update, same batch and noise) is the straight run's
+    loss = lambda rs: {r["step"]: r["value"] for r in rs if r["name"] == "train/loss"}   # noqa: E731
+    assert loss(rows)[4] == pytest.approx(loss(straight)[4], rel=1e-5)
+    # weights that do not load are one sentence naming the file, not a traceback
+    damaged = work / "damaged" / "teacher"
+    damaged.mkdir(parents=True)
+    shutil.copy(continued / "config.yaml", damaged)
+    (damaged / "model_3.pt").write_bytes(b"not a checkpoint")
+    assert run_cli("teacher", work, "--max-steps", 5, "--set", "env.expdir=damaged", *common) == 2
+    err = capsys.readouterr().err
+    assert "model_3.pt" in err and "Traceback" not in err
     # the vocoder: its checkpoint (with config.yaml beside it, as written) continues too
     folder = work / "voc_continued" / "vocoder"
     folder.mkdir(parents=True)

@@ -52,8 +52,9 @@ PLAN: dict[str, Any] = {
     # (docs/demo-voice.md, sixth session): one-step mel L1 0.34 after 1,000-1,400 regression steps,
     # against 0.65 for an EDM teacher of 1,800 steps (0.61 for its distilled student); distilling from
     # the regressed network moved the student away from it (0.38 -> 0.49 in 300 steps), and EDM
-    # training after it did not make its low-noise regime converge. `--set distill_steps=N` with
-    # `teacher_prior_steps` below `teacher_steps` is the paper's recipe, for a GPU.
+    # training after it did not make its low-noise regime converge. The paper's recipe, for a GPU, is
+    # `--set` distill_steps=N, teacher_prior_steps=0, teacher_lr=1e-4, teacher_batch_size=48 and
+    # teacher_lr_half_life=100000 (those four `train.*` values are the student's too: one config).
     "teacher_steps": 2400,
     "teacher_prior_steps": 2400,
     "teacher_lr": 1e-3,
@@ -144,6 +145,12 @@ def plan_with(changes: list[str]) -> dict[str, Any]:
         if type(parsed) is not type(PLAN[name]) and not (isinstance(PLAN[name], float) and isinstance(parsed, int)):
             raise BuildError(f"--set {name}: {value!r} is not a {type(PLAN[name]).__name__}")
         plan[name] = parsed
+    if plan["distill_steps"] == 0 and plan["teacher_prior_steps"] < plan["teacher_steps"]:
+        # the shipped student is the network as it is: steps of EDM training after the regression
+        # would move its one-step output away from the mel (docs/demo-voice.md, sixth session)
+        raise BuildError(f"teacher_prior_steps ({plan['teacher_prior_steps']}) is below teacher_steps "
+                         f"({plan['teacher_steps']}) with distill_steps 0: set teacher_prior_steps to "
+                         "teacher_steps too, or distill_steps above 0 (the paper's recipe)")
     return plan
 
 

@@ -124,6 +124,7 @@ def run(args: argparse.Namespace) -> None:
                           args.device, args.quiet)
         print(f"report written to {report}", file=sys.stderr)
         return
+    from models.train.checkpoint_io import RESUME_NAME
     from models.train.loop import init_dist, run as train
 
     _interrupt_on_signals()
@@ -140,6 +141,9 @@ def run(args: argparse.Namespace) -> None:
         from models.train.vocoder_stage import VocoderStage
 
         stage = VocoderStage(args.work_dir, cfg, d, args.init_from, args.mels_from)
+    if args.init_from and d.main and ((stage.folder / RESUME_NAME).is_file() or stage.newest_weights() is not None):
+        print(f"{stage.name}: --init-from {args.init_from} not used: {stage.folder} already holds this stage's "
+              "checkpoints, which it continues", file=sys.stderr)
     step = train(stage, args.max_steps, args.quiet)
     if d.main:
         print(f"{stage.name}: stopped at step {step}; checkpoints in {stage.folder}", file=sys.stderr)

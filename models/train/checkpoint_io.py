@@ -70,13 +70,15 @@ def read_resume(folder: Path) -> tuple[int, Path, dict[str, Any]] | None:
     try:
         obj = safe_load(path)
     except CheckpointError as exc:
-        raise TrainError(f"cannot resume from {path}: {exc}; move it away to start this stage afresh "
-                         "(the weights files stay usable)") from None
+        raise TrainError(f"cannot resume from {path}: {exc}; move it away to continue from the newest "
+                         "weights file with a fresh optimiser, or move the stage's weights files away too to "
+                         "start it afresh") from None
     if not isinstance(obj, dict) or not {"step", "weights", "state"} <= set(obj):
         raise TrainError(f"{path} is not a training resume file (expected step, weights and state)")
     weights = folder / str(obj["weights"])
     if not weights.is_file():
-        raise TrainError(f"{path} belongs to {weights}, which is missing; restore it or move {path.name} away")
+        raise TrainError(f"{path} belongs to {weights}, which is missing; restore it, or move {path.name} "
+                         "away to continue from the newest weights file with a fresh optimiser")
     return int(obj["step"]), weights, obj["state"]
 
 

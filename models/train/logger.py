@@ -4,6 +4,7 @@ keeps consistent), and to TensorBoard when it is installed; validation audio (WA
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +32,12 @@ class TrainLogger:
         if not self.csv_path.exists():
             return
         rows = read_metrics(self.csv_path)
-        with self.csv_path.open("w", newline="", encoding="utf-8") as f:
+        tmp = self.csv_path.with_name(self.csv_path.name + ".tmp")   # a stop halfway keeps the old file
+        with tmp.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(["step", "name", "value"])
             writer.writerows((r["step"], r["name"], repr(r["value"])) for r in rows if r["step"] <= step)
+        os.replace(tmp, self.csv_path)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         new = not self.csv_path.exists()

@@ -140,6 +140,17 @@ class Stage(abc.ABC):
         return weights
 
 
+def _load_weights(stage: Stage, path: Path) -> None:
+    """`stage.load_weights`, any failure one sentence (a file of other sizes, another network, damage)."""
+    try:
+        stage.load_weights(path)
+    except TrainError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the loader raised, the user gets the file and why
+        raise TrainError(f"cannot continue {stage.name} from {path}: {type(exc).__name__}: {exc}".split("\n")[0]
+                         + f" (move {path.parent}'s weights files away to start this stage afresh)") from None
+
+
 def run(stage: Stage, max_steps: int | None, quiet: bool = False) -> int:
     """Train until `max_steps` (total, counted from the stage's start) or forever; returns the last step.
     `max_steps` 0 on a fresh folder writes (and validates) the initial weights as step 0.
@@ -154,12 +165,12 @@ def run(stage: Stage, max_steps: int | None, quiet: bool = False) -> int:
     weights_only = stage.newest_weights() if resumed is None else None
     if resumed is not None:
         step, weights, state = resumed
-        stage.load_weights(weights)
+        _load_weights(stage, weights)
         stage.load_state(state)
     elif weights_only is not None:
         # e.g. a stage's committed weights copied into a new WORK: the next session continues them
-        step = weights_step(weights_only) or 0
-        stage.load_weights(weights_only)
+        step = weights_step(weights_only) or 0    # (newest_weights only finds files with a step)
+        _load_weights(stage, weights_only)
         stage.restart_at(step)
     logger = TrainLogger(stage.folder) if d.main else None
     if logger is not None:
