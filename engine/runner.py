@@ -290,6 +290,7 @@ class RunnerStats:
     resyncs: int                   # split streams: re-anchors after clock drift or a latency step
     resync_note: str | None        # the last step that was corrected, as a sentence
     resync_positions: tuple[int, ...]   # input positions of the resyncs, each a faded dip (the last 64)
+    budget_change_positions: tuple[int, ...]   # input positions where the worker changed the budget (the last 64)
     input_latency_ms: float | None   # from the callback time stamps (None: host gave none)
     output_latency_ms: float | None
     queue_ms: float | None           # split streams: measured input-to-output callback offset
@@ -351,6 +352,7 @@ class RealtimeRunner:
         # input positions of the resyncs (each a faded dip), the last 64 (a list: appending and copying it
         # are single steps under the GIL, so stats on another thread never see it half-changed)
         self.resync_positions: list[int] = []
+        self.budget_change_positions: list[int] = []   # the latency steps there, with a dip (worker)
         self.fade = max(1, round(fade_ms * sample_rate / 1000.0))   # samples of a late-fill fade
         self.ramp = (np.arange(1, self.max_frames + 1, dtype=np.float32) / self.fade).astype(np.float32)
         most = self.prefill if adaptive is None else self.chunk + self.callback_frames + max(self.budget, adaptive.ceiling)
@@ -635,9 +637,13 @@ class RealtimeRunner:
                             "one short fade).")
 
     def _set_budget(self, new: int) -> None:
-        """The readers adopt the new prefill at their next callback (with a dip)."""
+        """The readers adopt the new prefill at their next callback (with a dip), near the newest
+        input position, which is recorded (the latency steps there)."""
         self.budget = new
         self.prefill = self.chunk + self.callback_frames + new
+        self.budget_change_positions.append(int(self.in_ring.end))
+        if len(self.budget_change_positions) > 64:
+            del self.budget_change_positions[0]
 
     def _apply_updates(self) -> None:
         while True:
@@ -683,6 +689,7 @@ class RealtimeRunner:
             underruns=self.underruns, late_samples=self.late_samples, ran_ahead=self.ran_ahead, queue_depth=int(depth),
             input_backlog=int(self.in_ring.end - self._work_pos), skipped_samples=self.skipped,
             resyncs=self.resyncs, resync_note=self.resync_note, resync_positions=tuple(self.resync_positions),
+            budget_change_positions=tuple(self.budget_change_positions),
             input_latency_ms=_ms(in_lat), output_latency_ms=_ms(out_lat),
             queue_ms=None if q is None else 1000.0 * q / self.rate,
             input_level_db=_db(self._in_ms), output_level_db=_db(self._out_ms), fault=self.fault)

@@ -95,6 +95,8 @@ class LiveStats:
     block_budget_ms: float | None = None
     budget_auto: bool = False                  # the budget is measured and raised after late blocks
     budget_note: str | None = None             # its last change, as a sentence
+    budget_raises: int = 0                      # times late blocks raised it while running
+    budget_change_positions: tuple[int, ...] = ()   # input positions where it changed (the latency stepped)
     underruns: int = 0                          # late blocks: the converter was too slow
     ran_ahead: int = 0                          # output callbacks that came early (after a driver xrun)
     queue_depth: int = 0
@@ -333,7 +335,8 @@ class LiveSession:
             state=self._state, error=self._error,
             latency=self._breakdown(cfg, plan, conv, lat_in, lat_out, queue=max(0, round(queue)), budget=runner.budget),
             compute_p50_ms=rs.compute_p50_ms, compute_p99_ms=rs.compute_p99_ms, block_budget_ms=rs.block_budget_ms,
-            budget_auto=rs.budget_auto, budget_note=rs.budget_note,
+            budget_auto=rs.budget_auto, budget_note=rs.budget_note, budget_raises=rs.budget_raises,
+            budget_change_positions=rs.budget_change_positions,
             underruns=rs.underruns, ran_ahead=rs.ran_ahead, queue_depth=rs.queue_depth,
             provider=str(getattr(conv, "provider", "")), provider_note=str(getattr(conv, "provider_note", "")),
             input_level_db=rs.input_level_db, output_level_db=rs.output_level_db,

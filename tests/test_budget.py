@@ -116,6 +116,10 @@ def test_late_blocks_raise_the_budget_once_at_a_reported_step():
     offs = offsets(y, x)
     steps = np.flatnonzero(np.diff(offs))
     assert offs[0] == before and offs[-1] == after and len(steps) == 1   # one step, from before to after
+    # Recorded where it happened (the newest input then), within the late episode's half second:
+    # the live test uses it to tell a window that straddles the step from one that does not.
+    (at,) = st.budget_change_positions
+    assert 2 * RATE <= at <= 2 * RATE + RATE // 2
 
 
 def test_the_raise_is_a_faded_dip_not_a_jump():
@@ -131,6 +135,7 @@ def test_on_time_blocks_never_move_the_latency():
     runner, y = _run(DelayConverter(delay=300), x, 200)
     st = runner.stats()
     assert st.underruns == 0 and st.budget_raises == 0 and st.budget_note is None
+    assert st.budget_change_positions == ()
     assert set(offsets(y, x).tolist()) == {runner.latency()} == {300 + 960 + 480 + 200}
 
 
@@ -182,6 +187,8 @@ def test_a_generous_start_is_lowered_once_at_a_reported_step():
     offs = offsets(y, x)
     assert offs[0] == before and offs[-1] == runner.latency() < before
     assert len(np.flatnonzero(np.diff(offs))) == 1
+    (at,) = st.budget_change_positions            # after 150 blocks (3 s) of sound, no sooner
+    assert 3 * RATE <= at <= 3 * RATE + RATE // 2
 
 
 def test_the_lowering_covers_the_slowest_block_it_saw():
