@@ -282,6 +282,7 @@ class RunnerStats:
     budget_raises: int             # times it was raised while running
     budget_note: str | None        # the last change, as a sentence
     underruns: int                 # late blocks: the converter had its whole budget and was not done
+    late_blocks_answered: int      # of them, those the adaptive budget has answered (it sees them a block later)
     late_samples: int
     ran_ahead: int                 # output callbacks that found no audio because they came early
     queue_depth: int               # converted samples ready ahead of the main output
@@ -686,7 +687,8 @@ class RealtimeRunner:
             compute_p50_ms=_ms(self._compute.percentile(50)), compute_p99_ms=_ms(self._compute.percentile(99)),
             block_budget_ms=1000.0 * self.budget / self.rate, budget_auto=self.adaptive is not None,
             budget_raises=self.budget_raises, budget_note=self.budget_note,
-            underruns=self.underruns, late_samples=self.late_samples, ran_ahead=self.ran_ahead, queue_depth=int(depth),
+            underruns=self.underruns, late_blocks_answered=self._underruns_seen, late_samples=self.late_samples,
+            ran_ahead=self.ran_ahead, queue_depth=int(depth),
             input_backlog=int(self.in_ring.end - self._work_pos), skipped_samples=self.skipped,
             resyncs=self.resyncs, resync_note=self.resync_note, resync_positions=tuple(self.resync_positions),
             budget_change_positions=tuple(self.budget_change_positions),

@@ -98,6 +98,7 @@ class LiveStats:
     budget_raises: int = 0                      # times late blocks raised it while running
     budget_change_positions: tuple[int, ...] = ()   # input positions where it changed (the latency stepped)
     underruns: int = 0                          # late blocks: the converter was too slow
+    late_blocks_answered: int = 0               # of them, those the adaptive budget has answered so far
     ran_ahead: int = 0                          # output callbacks that came early (after a driver xrun)
     queue_depth: int = 0
     provider: str = ""
@@ -337,7 +338,7 @@ class LiveSession:
             compute_p50_ms=rs.compute_p50_ms, compute_p99_ms=rs.compute_p99_ms, block_budget_ms=rs.block_budget_ms,
             budget_auto=rs.budget_auto, budget_note=rs.budget_note, budget_raises=rs.budget_raises,
             budget_change_positions=rs.budget_change_positions,
-            underruns=rs.underruns, ran_ahead=rs.ran_ahead, queue_depth=rs.queue_depth,
+            underruns=rs.underruns, late_blocks_answered=rs.late_blocks_answered, ran_ahead=rs.ran_ahead, queue_depth=rs.queue_depth,
             provider=str(getattr(conv, "provider", "")), provider_note=str(getattr(conv, "provider_note", "")),
             input_level_db=rs.input_level_db, output_level_db=rs.output_level_db,
             blocks_processed=rs.blocks_processed, recording_paths=self._recording, sample_rate=plan.rate,

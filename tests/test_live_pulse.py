@@ -117,7 +117,9 @@ def run_through_engine(pulse, tmp_path, voice, signal, *, input_device="vc_in", 
         if (cfg_extra.get("compute_budget_ms") or settings.compute_budget_ms) == AUTO_BUDGET:
             # An adaptive budget makes its one lowering after TIGHTEN_AFTER_S of sound: talk first
             # (as a user does), so that it lands before what is measured (`measure(signal=...)`).
-            player.play(voiced(TIGHTEN_AFTER_S + 1.0, seed=7))
+            # Only about half of this signal's blocks count as sound (its syllable envelope), so
+            # twice that, and a second more.
+            player.play(voiced(2 * TIGHTEN_AFTER_S + 1.0, seed=7))
         player.play(signal)
         player.wait_played(len(signal) / RATE + 30)
         rec.wait_frames(rec.frames() + RATE)            # the tail (latency) comes out
@@ -194,11 +196,22 @@ def clean_windows(starts, lags_ms, xrun_positions, history, window_s: float = 2.
             reported[key] = st.latency.total_ms
     found = []
     for start, lag_ms in zip(starts, lags_ms):
-        end = start + w + int(lag_ms * RATE / 1000) + settle
-        hit = np.any((events >= start - RATE // 2) & (events < end))
         before = tuple(int(np.count_nonzero(e < start)) for e in (xruns, resyncs, budgets))
-        found.append(None if hit else reported.get(before))
+        found.append(None if _hit(events, start, lag_ms, w, settle) else reported.get(before))
     return found
+
+
+def lost_to_xruns(starts, lags_ms, xrun_positions, window_s: float = 2.0) -> np.ndarray:
+    """Per window: whether a driver-flagged xrun falls in it (as `clean_windows` reckons) -- the
+    windows the machine took, as opposed to ones that were measured and did not match."""
+    xruns = np.asarray(xrun_positions, np.int64)
+    w, settle = int(window_s * RATE), int(SETTLE_AFTER_XRUN_S * RATE)
+    return np.array([_hit(xruns, start, lag_ms, w, settle) for start, lag_ms in zip(starts, lags_ms)], bool)
+
+
+def _hit(events: np.ndarray, start: int, lag_ms: float, w: int, settle: int) -> bool:
+    end = start + w + int(lag_ms * RATE / 1000) + settle
+    return bool(np.any((events >= start - RATE // 2) & (events < end)))
 
 
 def _in(folder, kwargs):
@@ -300,18 +313,21 @@ def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, secon
     latency is the reported one (within `TOLERANCE_MS`) and the audio is the offline conversion;
     at least `seconds // 2 - 2` such windows in all.
 
-    Each run is judged (its clean windows, its state, its late blocks); a run the machine
-    disturbed (driver xruns, a sound-server step, a late block) is run again, up to `ATTEMPTS`
-    runs, and the clean windows of all runs count. Late blocks: with a fixed budget one run must
-    have none; with the adaptive budget a late block is the event the policy is specified to
-    answer (raise, report, keep the reported latency true: see `assert_late_blocks_answered`), and
-    how many there are on this machine is printed, a figure, not a bound (see the module doc).
+    Each run is judged (its clean windows, its state, its late blocks), and the clean windows of
+    all runs count together: while too few have been judged (the machine disturbed the others:
+    driver xruns, a sound-server step, a budget change) or, with a fixed budget, the run had a late
+    block, it runs again, up to `ATTEMPTS` runs. Late blocks: with a fixed budget one run must have
+    none; with the adaptive budget a late block is the event the policy is specified to answer
+    (raise, report, keep the reported latency true: see `assert_late_blocks_answered`), and how
+    many there are on this machine is printed, a figure, not a bound (see the module doc). Too
+    few windows fail the test, unless driver-flagged xruns alone took the missing ones in every
+    run: then it is skipped with the figures (nothing measured was wrong, too little was measured).
     """
     if isinstance(voice, str) and voice.startswith("fixture:"):
         voice = str(request.getfixturevalue(voice.split(":", 1)[1]))
     x = voiced(seconds)
-    need = seconds // 2 - 2
-    judged, runs = 0, []
+    need = int(seconds // 2 - 2)
+    judged, runs, xrun_lost = 0, [], []
     for attempt in range(1, ATTEMPTS + 1):
         folder = tmp_path / str(attempt)
         folder.mkdir()
@@ -352,6 +368,7 @@ def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, secon
             assert st.latency.algorithmic_ms <= 35.0
         judged += int(clean.sum())
         runs.append(st)
+        xrun_lost.append(int((~clean & lost_to_xruns(starts, lags_ms, st.xruns.positions) & ~unjudgeable).sum()))
         if judged >= need and (st.budget_auto or not st.underruns):
             break
         # Too few windows judged so far, or (fixed budget) a block late on a machine busy with other
@@ -359,9 +376,10 @@ def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, secon
         print(f"repeat: {disturbance(st) or f'{unjudgeable.sum()} unjudgeable window(s)'}; {judged} clean windows so far")
     if not st.budget_auto:
         assert any(run.underruns == 0 for run in runs), f"late blocks in every run: {[r.underruns for r in runs]}"
-    if judged < need and all(run.device_xruns for run in runs):
-        pytest.skip(f"the sound server underran in every run ({[run.xruns.describe() for run in runs]}): "
-                    f"{judged} clean windows of {need}, every one of them right; not enough to judge")
+    if judged < need and all(xrun_lost) and judged + sum(xrun_lost) >= need:
+        pytest.skip(f"driver xruns took windows in every run ({[run.xruns.describe() for run in runs]}; "
+                    f"windows lost to them {xrun_lost}): {judged} clean windows of {need}, every one of them "
+                    "right; not enough to judge")
     assert judged >= need, f"{judged} clean windows in {len(runs)} runs"
 
 
@@ -369,10 +387,10 @@ def assert_late_blocks_answered(st) -> None:
     """With the adaptive budget, late blocks are answered as specified: the budget was raised,
     and its note says so (or that it already stood at its ceiling). How the reported latency
     followed the raise is checked by the clean windows (a raise is a reported latency step)."""
-    if st.underruns:
+    if st.late_blocks_answered:       # (a late block the worker has not seen yet, a block ago, is not)
         note = st.budget_note or ""
         assert (st.budget_raises >= 1 and "late block" in note) or "at its limit" in note, \
-            f"{st.underruns} late blocks not answered: {st.budget_raises} raises, note {note!r}"
+            f"{st.late_blocks_answered} late blocks answered by no raise: {st.budget_raises} raises, note {note!r}"
 
 
 def test_pulse_targets_run_as_two_streams(pulse, tmp_path):
@@ -478,7 +496,7 @@ def test_unplugged_output_waits_and_resumes_by_itself(pulse, tmp_path):
     states = [s for s, _ in events]
     assert states[:5] == ["starting", "running", "waiting", "running", "waiting"], events
     assert states[-2:] == ["running", "stopped"] and states[4:-1] == ["waiting", "running"] * ((len(states) - 5) // 2)
-    assert after.reconnects == (len(states) - 3) // 2 and after.underruns == 0
+    assert after.reconnects == (len(states) - 3) // 2      # (late blocks: each play's own, in assert_plays)
     fixed = ("block", "lookahead", "crossfade", "resampling", "core")
     assert all(getattr(after.latency, f) == getattr(before.latency, f) for f in fixed)
 
@@ -511,7 +529,7 @@ def assert_plays(session, rec, tmp_path, name):
               f"{st.latency.total_ms:.1f} ms, r {r:.3f}; during it xruns / resyncs / late blocks {moved}")
         if not any(moved):
             break
-    assert st.state == "running" and st.underruns == 0
+    assert st.state == "running" and st.underruns == before.underruns, f"late blocks during the play: {moved}"
     assert r >= 0.9
     return st
 
