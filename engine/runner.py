@@ -597,6 +597,7 @@ class RealtimeRunner:
             return
         recent = self._compute.values()
         new = self.adaptive.back_off(self.budget, recent)
+        self._tighten_at = 0          # late blocks prove the measurement short: never lower again
         if new <= self.budget:
             self.budget_note = (f"Blocks came late, but the compute budget is already at its limit "
                                 f"({self.adaptive.ms(self.budget):.1f} ms): this machine is too slow for this block size.")
@@ -604,7 +605,6 @@ class RealtimeRunner:
         old = self.budget
         self._set_budget(new)
         self.budget_raises += 1
-        self._tighten_at = 0          # a raise proves the measurement short: never lower again
         self._hold_until = self._work_pos + 2 * self.prefill + self.chunk
         self.budget_note = (f"{late} late block(s): compute budget raised from {self.adaptive.ms(old):.1f} to "
                             f"{self.adaptive.ms(new):.1f} ms (latency +{self.adaptive.ms(new - old):.1f} ms, "

@@ -229,3 +229,14 @@ def test_no_lowering_after_a_raise():
     runner, _ = _run(DelayConverter(delay=300), np.zeros(2 * RATE, np.float32), 900, late_from=9600,
                      late_until=9600 + 8 * 480)
     assert runner.stats().budget_raises == 1 and runner.budget == 1350
+
+
+def test_no_lowering_after_late_blocks_at_the_ceiling():
+    """Blocks late with the budget already at its ceiling (two blocks): said so, and the budget is
+    never lowered afterwards, however fast the blocks then run (4 s of sound, the lowering's 3 s)."""
+    x = impulses(5 * RATE, every=4000) + quiet_tone(5 * RATE)
+    runner, _ = _run(DelayConverter(delay=300), x, 1920, late_from=9600, late_until=9600 + 8 * 480)
+    st = runner.stats()
+    assert st.underruns >= 1 and st.late_blocks_answered == st.underruns and st.budget_raises == 0
+    assert "already at its limit (40.0 ms)" in st.budget_note and runner.budget == 1920
+    assert st.budget_change_positions == ()

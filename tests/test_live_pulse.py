@@ -13,7 +13,8 @@ now and then (a SCHED_FIFO thread sleeping 1 ms woke up to 19 ms late on an idle
 worker, measured from a block's input to its output, took up to 42-50 ms where its median was
 10 ms, and its CPU time for the same work varied 2x). A window of audio in which the driver, the
 sound server or the engine recorded such a disturbance cannot be compared sample for sample and
-is not judged; every other window is, in every run. How late blocks and latency come out on a
+is not judged (nor its latency, in a run whose output delay the engine saw step somewhere it cannot
+place); every other window is, in every run. How late blocks and latency come out on a
 given machine (the issue-14 figures: 20 ms blocks, adaptive budget, <= 100 ms, late blocks over
 20 s) is printed by each run (`pytest -s`): a measurement of that machine, not a bound here.
 """
@@ -168,9 +169,9 @@ STEP_BEFORE_RESYNC_S = 1.0
 
 
 def clean_windows(starts, lags_ms, xrun_positions, history, window_s: float = 2.0, resync_positions=(),
-                  budget_positions=()):
+                  budget_positions=(), nearest: bool = False):
     """For each measured window: the latency the engine reported for it, or None when something
-    the engine recorded disturbed it.
+    the engine recorded disturbed it (or no stats snapshot was taken between its disturbances).
 
     `starts`: each window's first sample as an engine input position (the engine's own input
     recording is indexed by it, as are the xrun, resync and budget-change positions). A window is
@@ -183,21 +184,29 @@ def clean_windows(starts, lags_ms, xrun_positions, history, window_s: float = 2.
     clean window is compared with what the engine reported between the same two disturbances (the
     last stats snapshot with as many xruns, resyncs and budget changes as had happened before the
     window), so a latency the driver or the budget moved is checked against the report after it.
+    `nearest`: of the reports between those two disturbances, the one nearest the window's
+    measured latency (for a run in which the output delay stepped where nothing places it: the
+    window is compared with a report that held at some time, not necessarily its own).
     """
     xruns = np.asarray(xrun_positions, np.int64)
     resyncs = np.asarray(resync_positions, np.int64)
     budgets = np.asarray(budget_positions, np.int64)
     events = np.concatenate([xruns, resyncs, resyncs - int(STEP_BEFORE_RESYNC_S * RATE), budgets])
     w, settle = int(window_s * RATE), int(SETTLE_AFTER_XRUN_S * RATE)
-    reported = {}
+    reported: dict[tuple[int, int, int], list[float]] = {}
     for st in history:
         if st.state == "running" and st.latency is not None:
-            key = (st.device_xruns, len(st.resync_positions), len(st.budget_change_positions))
-            reported[key] = st.latency.total_ms
+            # (xruns by position, one per callback: `device_xruns` counts each flag of a callback)
+            key = (len(st.xruns.positions), len(st.resync_positions), len(st.budget_change_positions))
+            reported.setdefault(key, []).append(st.latency.total_ms)
     found = []
     for start, lag_ms in zip(starts, lags_ms):
         before = tuple(int(np.count_nonzero(e < start)) for e in (xruns, resyncs, budgets))
-        found.append(None if _hit(events, start, lag_ms, w, settle) else reported.get(before))
+        values = reported.get(before)
+        if _hit(events, start, lag_ms, w, settle) or not values:
+            found.append(None)
+        else:
+            found.append(min(values, key=lambda v: abs(v - lag_ms)) if nearest else values[-1])
     return found
 
 
@@ -229,12 +238,13 @@ def windowed(out: np.ndarray, expected: np.ndarray, lag: int, seconds: float = 2
     the delay stepped is checked on both sides of the step (`split_at_step`), each at its own lag:
     the sound server can move our stream by a millisecond or two without anything flagging it (no
     xrun, no time stamp moves that far), and what must hold is that the audio on either side is
-    the right conversion.
+    the right conversion. `stepped` also marks a window whose delay moved by a few ms for a stretch
+    and came back (`moved_and_back`).
     """
     w, s = int(seconds * RATE), int(search_ms * RATE / 1000)
     lo, hi = span if span is not None else (RATE, len(expected) - RATE)
     found = []
-    for start in range(max(lo, RATE), min(hi, len(expected) - RATE) - w, w):
+    for start in range(max(lo, RATE), min(hi, len(expected) - RATE) - w + 1, w):
         ref = expected[start:start + w]
         if np.std(ref) < 1e-3:
             continue
@@ -251,6 +261,7 @@ def windowed(out: np.ndarray, expected: np.ndarray, lag: int, seconds: float = 2
 
 
 MOVE_SEGMENT_S = 0.05
+MOVE_MAX_MS = 5.0
 
 
 def moved_and_back(out, expected, start, w, local, s, r):
@@ -259,9 +270,11 @@ def moved_and_back(out, expected, start, w, local, s, r):
     run without an xrun, a late block or a time-stamp step: 150 ms of one window played 1.4 ms
     early, then the sound server put our stream back; that window correlated 0.876.)
 
-    Per `MOVE_SEGMENT_S` segment, the lag that fits it best; if any differs from the window's,
-    (the smallest correlation of the segments at their own lags, leaving out each segment next to a
-    change of lag (it holds the move itself), True); else (unchanged, False).
+    Per `MOVE_SEGMENT_S` segment, the lag that fits it best; if any differs from the window's by
+    more than a sample: (the smallest correlation of the segments at their own lags, leaving out
+    each segment next to a change of lag (it holds the move itself), True) -- or (-1, True) when a
+    segment sits more than `MOVE_MAX_MS` away (then the window's own lag does not time it) or
+    fewer than half of them are left to judge. Else (unchanged, False).
     """
     seg = int(MOVE_SEGMENT_S * RATE)
     lags, rs = [], []
@@ -274,15 +287,17 @@ def moved_and_back(out, expected, start, w, local, s, r):
         best = local - s + lag_of(out[lo + local - s:lo + local + s + seg], ref, 2 * s)
         lags.append(best)
         rs.append(float(np.corrcoef(out[lo + best:lo + best + seg], ref)[0, 1]))
-    if all(lag in (None, local) for lag in lags):
-        return r, False
     known = [i for i, lag in enumerate(lags) if lag is not None]
+    if all(abs(lags[i] - local) <= 1 for i in known):
+        return r, False
+    if any(abs(lags[i] - local) > MOVE_MAX_MS * RATE / 1000 for i in known):
+        return -1.0, True
     near_move = set()
     for i, j in zip(known, known[1:]):
-        if lags[i] != lags[j]:
+        if abs(lags[i] - lags[j]) > 1:
             near_move |= {i, j}
     kept = [rs[i] for i in known if i not in near_move]
-    return (min(kept) if kept else -1.0), True
+    return (min(kept) if 2 * len(kept) >= len(known) else -1.0), True
 
 
 def split_at_step(out, expected, start, w, local, s, r):
@@ -347,8 +362,9 @@ def measure(meter: np.ndarray, rec_in: np.ndarray, voice, settings: Settings = O
 @pytest.mark.parametrize("voice, seconds, settings", VOICES)
 def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, seconds, settings, request):
     """The voice through real devices: in every window that nothing disturbed, the measured
-    latency is the reported one (within `TOLERANCE_MS`) and the audio is the offline conversion;
-    at least `seconds // 2 - 2` such windows in all.
+    latency is the reported one (within `TOLERANCE_MS`; in a run with an unplaced delay step, one
+    the engine reported in that stretch) and the audio is the offline conversion; at least
+    `seconds // 2 - 2` such windows, timed, in all.
 
     Each run is judged (its clean windows, its state, its late blocks), and the judged windows of
     all runs count together: while too few have been judged (the machine disturbed the others:
@@ -373,8 +389,9 @@ def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, secon
                                                          record_dir=folder / "rec")
         rec_in, _ = sf.read(st.recording_paths[0], dtype="float32")
         starts, lags_ms, rs, stepped = measure(meter, rec_in, voice, settings, signal=x)
+        unplaced = bool(st.latency_steps)     # the output delay stepped where nothing places it
         reported = clean_windows(starts, lags_ms, st.xruns.positions, history, resync_positions=st.resync_positions,
-                                 budget_positions=st.budget_change_positions)
+                                 budget_positions=st.budget_change_positions, nearest=unplaced)
         # A window in which the delay stepped with nothing flagging it (the sound server moved our
         # stream: in CI 3.5 ms inside one window, whose two sides then correlated only 0.88, the
         # transition spread wider than one clean step) cannot be judged, like one with an xrun; a
@@ -390,23 +407,23 @@ def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, secon
               f"engine's account: {disturbance(st) or 'undisturbed'}; late blocks {st.underruns}; budget "
               f"{st.block_budget_ms:.1f} ms ({st.budget_note}); compute p50/p99 {st.compute_p50_ms}/{st.compute_p99_ms} ms; "
               f"notes {st.notes}")
-        # Every run is judged where it can be: its state, the audio of each clean window, and the
-        # latency of each clean window unless the engine saw the output delay step somewhere it
-        # cannot place (`latency_steps`: from the callbacks' time stamps, which through PulseAudio
-        # on a busy machine also move without the delay moving; in CI the report followed a
-        # +15 ms step that three clean windows of the same run did not show). Such a run's windows
-        # are compared sample for sample, not timed.
+        # Every run is judged where it can be: its state, and the audio and latency of each clean
+        # window. Where the engine saw the output delay step somewhere it cannot place
+        # (`latency_steps`: from the callbacks' time stamps, which through PulseAudio on a busy
+        # machine also move without the delay moving; in CI the report followed a +15 ms step that
+        # three clean windows of the same run did not show), a window's latency is compared with
+        # the nearest report of its stretch, and the window does not count as timed.
         assert st.state == "running" and st.error is None
         assert st.blocks_processed >= seconds * 1000 / settings.block_ms
-        timed = clean & (not st.latency_steps)
-        errors = [abs(lag - ref) for lag, ref, ok in zip(lags_ms, reported, timed) if ok]
+        timed = clean & (not unplaced)
+        errors = [abs(lag - ref) for lag, ref, ok in zip(lags_ms, reported, clean) if ok]
         assert max(errors, default=0.0) <= TOLERANCE_MS, f"run {attempt}: latency errors {errors} ms"
         assert rs[clean].min(initial=1.0) >= 0.9, f"run {attempt}: correlations {rs[clean]}"
         if settings is FAST:
             # What the engine itself adds at 20 ms blocks is fixed by construction (block 20 + the
             # built-in voice's 21.3 ms + resamplers 6.6 ms at 48 kHz); the rest is budget and devices.
             assert st.budget_auto and st.latency.algorithmic_ms <= 50.0
-            assert_late_blocks_answered(st)
+            assert_late_blocks_answered(st, history)
         if settings is FAST_FIXED:
             # the low-latency pack: block 20 + features and decoder 8 ms + resamplers 6.6 ms
             assert st.latency.algorithmic_ms <= 35.0
@@ -431,11 +448,15 @@ def test_latency_and_conversion_through_pulseaudio(pulse, tmp_path, voice, secon
                             "conversion at no lag or lags (a wrong conversion looks like that, too)")
 
 
-def assert_late_blocks_answered(st) -> None:
-    """With the adaptive budget, late blocks are answered as specified: the budget was raised,
-    and its note says so (or that it already stood at its ceiling). How the reported latency
-    followed the raise is checked by the clean windows (a raise is a reported latency step)."""
-    if st.late_blocks_answered:       # (a late block the worker has not seen yet, a block ago, is not)
+def assert_late_blocks_answered(st, history) -> None:
+    """With the adaptive budget, late blocks are answered as specified: the worker saw every one
+    counted half a second before the end (it sees them a block later), the budget was raised, and
+    its note says so (or that it already stood at its ceiling). How the reported latency followed
+    the raise is checked by the clean windows (a raise is a reported latency step)."""
+    half_second = 500.0 / 20.0        # blocks (20 ms) in half a second
+    earlier = [h.underruns for h in history if h.blocks_processed <= st.blocks_processed - half_second]
+    assert max(earlier, default=0) <= st.late_blocks_answered, (earlier[-1:], st.late_blocks_answered)
+    if st.late_blocks_answered:
         note = st.budget_note or ""
         assert (st.budget_raises >= 1 and "late block" in note) or "at its limit" in note, \
             f"{st.late_blocks_answered} late blocks answered by no raise: {st.budget_raises} raises, note {note!r}"
