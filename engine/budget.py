@@ -17,11 +17,11 @@ it at a faded resync that it reports. Once, after `TIGHTEN_AFTER_S` of blocks wi
 runner lowers it to `safe(ready delays, percentile=100)` -- for each of those blocks, the time from
 the push that completed its input to its output being written, which adds the worker's wake-up and
 any wait to the compute time -- if that saves a quarter or more (a warm-up of a second can catch a
-slow moment); never after a raise, so it cannot oscillate. The lowering covers the slowest of those
-blocks since the start, not their p99: 3 s are ~150 blocks at 20 ms, whose p99 lies between their
-second and third slowest, while a minute has 3,000 (lowered to the p99 of its first 150 blocks, the
-built-in voice at 20 ms blocks came late once within 20 s in CI, on a busy 2-core machine: 10.1 ms
-against a running p99 of 8 ms).
+slow moment); never after a late block (raised, or already at the ceiling), so it cannot oscillate.
+The lowering covers the slowest of those blocks since the start, not their p99: 3 s are ~150
+blocks at 20 ms, whose p99 lies between their second and third slowest, while a minute has 3,000
+(lowered to the p99 of its first 150 blocks, the built-in voice at 20 ms blocks came late once
+within 20 s in CI, on a busy 2-core machine: 10.1 ms against a running p99 of 8 ms).
 """
 from __future__ import annotations
 
