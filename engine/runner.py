@@ -275,6 +275,7 @@ class RunnerStats:
     """A snapshot of the runner. Times in ms, levels in dBFS, positions in samples."""
 
     blocks_processed: int
+    input_position: int            # input samples captured so far: the *_positions' clock
     compute_p50_ms: float | None
     compute_p99_ms: float | None
     block_budget_ms: float
@@ -683,7 +684,7 @@ class RealtimeRunner:
         if reader is not None and reader.locked:
             q = 0.0                       # duplex: input and output share one position counter
         return RunnerStats(
-            blocks_processed=self.blocks_processed,
+            blocks_processed=self.blocks_processed, input_position=int(self.in_ring.end),
             compute_p50_ms=_ms(self._compute.percentile(50)), compute_p99_ms=_ms(self._compute.percentile(99)),
             block_budget_ms=1000.0 * self.budget / self.rate, budget_auto=self.adaptive is not None,
             budget_raises=self.budget_raises, budget_note=self.budget_note,

@@ -106,6 +106,7 @@ class LiveStats:
     input_level_db: float = -120.0
     output_level_db: float = -120.0
     blocks_processed: int = 0
+    input_position: int = 0                     # input samples captured on this stream: the *_positions' clock
     recording_paths: tuple[str, ...] = ()
     sample_rate: int | None = None
     device_xruns: int = 0                       # callbacks the driver flagged (over/underflow)
@@ -342,7 +343,8 @@ class LiveSession:
             queue_depth=rs.queue_depth,
             provider=str(getattr(conv, "provider", "")), provider_note=str(getattr(conv, "provider_note", "")),
             input_level_db=rs.input_level_db, output_level_db=rs.output_level_db,
-            blocks_processed=rs.blocks_processed, recording_paths=self._recording, sample_rate=plan.rate,
+            blocks_processed=rs.blocks_processed, input_position=rs.input_position,
+            recording_paths=self._recording, sample_rate=plan.rate,
             device_xruns=xruns.total, xruns=xruns, latency_steps=steps, resync_positions=rs.resync_positions,
             stream_latency_ms=(1000.0 * reported_in, 1000.0 * reported_out),
             notes=plan.notes + ((rs.resync_note,) if rs.resync_note else ()),

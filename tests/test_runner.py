@@ -514,6 +514,7 @@ def test_split_output_that_falls_behind_is_resynced_to_the_fixed_latency():
     late = np.count_nonzero(offs == before[0] + 3 * 480)
     assert 1 <= late <= 6, late
     assert len(st.resync_positions) == 1 and 3 * RATE < st.resync_positions[0] < 3 * RATE + RATE // 2
+    assert st.input_position == n      # the positions count in captured input samples
 
 
 def test_output_that_runs_ahead_after_a_driver_xrun_is_not_a_late_block():
