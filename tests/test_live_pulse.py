@@ -185,7 +185,7 @@ def clean_windows(starts, lags_ms, xrun_positions, history, window_s: float = 2.
     snapshots whose input position lay between its first and last sample plus its latency): a report
     follows the delay it measures, so one taken later, before the next disturbance, can already show
     a step that the engine then corrects (in CI the last report before a resync was 15 ms above the
-    windows measured before the step: the offset the resync waits for).
+    windows measured before the step).
     `nearest`: of the reports between the window's two disturbances (the snapshots with as many
     xruns, resyncs and budget changes as had happened before it), the one nearest the window's
     measured latency (for a run in which the output delay stepped where nothing places it: the
@@ -221,8 +221,8 @@ def test_a_window_is_compared_with_the_reports_taken_while_it_played():
     """The CI run that showed it (80 ms blocks): the sound server dropped 24 ms of output, the
     report rose with the measured offset, and the engine re-synced; the windows measured before the
     step (at the latency reported then) were compared with the last report before the resync, 15 ms
-    higher. Each window now gets the reports of its own stretch of time; `nearest` still picks from
-    all of the reports between its disturbances."""
+    higher. Each window is now compared with the reports taken while it played; `nearest` still
+    picks from all of the reports between its disturbances."""
     from types import SimpleNamespace
 
     from engine.audio.xruns import XrunCounts
