@@ -53,6 +53,7 @@ from engine.settings import LATE_FILL_CHOICES
 
 
 SOUNDING_MEAN_SQUARE = 1e-6     # -60 dBFS: a block above it carried sound (for the budget's lowering)
+POSITIONS_KEPT = 64             # input positions of resyncs / budget changes kept for the stats
 INPUT_AGE_PERCENTILE = 5.0      # of the capture time stamps' input ages (see RealtimeRunner._in_lat)
 
 
@@ -245,10 +246,7 @@ class _Reader:
         self._recent -= shift
         self.jumped = True
         self.r.resyncs += 1
-        positions = self.r.resync_positions
-        positions.append(int(self.r.in_ring.end))
-        if len(positions) > 64:
-            del positions[0]
+        self.r.mark_position(self.r.resync_positions)
 
 
 class _Window:
@@ -291,8 +289,8 @@ class RunnerStats:
     skipped_samples: int           # input the worker dropped to catch up after a long stall
     resyncs: int                   # split streams: re-anchors after clock drift or a latency step
     resync_note: str | None        # the last step that was corrected, as a sentence
-    resync_positions: tuple[int, ...]   # input positions of the resyncs, each a faded dip (the last 64)
-    budget_change_positions: tuple[int, ...]   # input positions where the worker changed the budget (the last 64)
+    resync_positions: tuple[int, ...]   # input positions of the resyncs, each a faded dip (the last POSITIONS_KEPT)
+    budget_change_positions: tuple[int, ...]   # input positions where the worker changed the budget (ditto)
     input_latency_ms: float | None   # from the callback time stamps (None: host gave none)
     output_latency_ms: float | None
     queue_ms: float | None           # split streams: measured input-to-output callback offset
@@ -351,8 +349,8 @@ class RealtimeRunner:
         # after a driver underrun is corrected (it was kept while it stayed under drift_tolerance).
         self.step_tolerance = self.callback_frames + round(0.005 * sample_rate)
         self.resync_note: str | None = None
-        # input positions of the resyncs (each a faded dip), the last 64 (a list: appending and copying it
-        # are single steps under the GIL, so stats on another thread never see it half-changed)
+        # input positions of the resyncs (each a faded dip), the last POSITIONS_KEPT (a list: appending
+        # and copying it are single steps under the GIL, so stats on another thread never see it half-changed)
         self.resync_positions: list[int] = []
         self.budget_change_positions: list[int] = []   # the latency steps there, with a dip (worker)
         self.fade = max(1, round(fade_ms * sample_rate / 1000.0))   # samples of a late-fill fade
@@ -643,9 +641,13 @@ class RealtimeRunner:
         input position, which is recorded (the latency steps there)."""
         self.budget = new
         self.prefill = self.chunk + self.callback_frames + new
-        self.budget_change_positions.append(int(self.in_ring.end))
-        if len(self.budget_change_positions) > 64:
-            del self.budget_change_positions[0]
+        self.mark_position(self.budget_change_positions)
+
+    def mark_position(self, positions: list[int]) -> None:
+        """Append the newest input position to an event list, keeping its last `POSITIONS_KEPT`."""
+        positions.append(int(self.in_ring.end))
+        if len(positions) > POSITIONS_KEPT:
+            del positions[0]
 
     def _apply_updates(self) -> None:
         while True:
